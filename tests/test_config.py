@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wechat_backend.config import ConfigError, database_url, load_settings
+
+
+def demo(tmp_path: Path, **extra: dict) -> dict:
+    return {"server": {"mode": "demo", "data_dir": str(tmp_path)}, **extra}
+
+
+def test_defaults_plus_demo_mode_need_no_file(tmp_path: Path) -> None:
+    s = load_settings(environ={}, overrides=demo(tmp_path))
+    assert s.server.port == 8000
+    assert s.security.active_key in s.security.keys
+    assert database_url(s).startswith("sqlite+aiosqlite:///")
+
+
+def test_demo_secrets_are_generated_once_and_shared(tmp_path: Path) -> None:
+    a = load_settings(environ={}, overrides=demo(tmp_path))
+    b = load_settings(environ={}, overrides=demo(tmp_path))
+    assert a.security == b.security and a.server.cookie_secret == b.server.cookie_secret
+    secrets_file = tmp_path / "secrets.toml"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[server]\nmode = "demo"\ndata_dir = "{tmp_path}"\nport = 9000\n[sandbox]\nenabled = false\n')
+    s = load_settings(cfg, environ={"WB_SERVER_PORT": "9100", "WB_SANDBOX_ENABLED": "true"})
+    assert s.server.port == 9100
+    assert s.sandbox.enabled is True
+
+
+def test_config_path_from_environment_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\ndata_dir = "{tmp_path}"\nport = 8123\n')
+    assert load_settings(environ={"WECHAT_BACKEND_CONFIG": str(cfg)}).server.port == 8123
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[server]\nprot = 1\n", "server.prot"),
+        ("[nosuch]\na = 1\n", "config.nosuch"),
+        ('[server]\nport = "abc"\n', "server.port"),
+        ('[server]\nmode = "test"\n', "server.mode"),
+        ("[sandbox]\nenabled = 3\n", "sandbox.enabled"),
+    ],
+)
+def test_unknown_keys_and_wrong_types_name_the_setting(tmp_path: Path, text: str, names: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg, environ={})
+    assert names in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_environment_variable_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="WB_NOPE_X"):
+        load_settings(environ={"WB_NOPE_X": "1"}, overrides=demo(tmp_path))
+
+
+def test_keys_from_environment(tmp_path: Path) -> None:
+    import base64
+
+    k = base64.b64encode(bytes(16)).decode()
+    s = load_settings(
+        environ={"WB_SECURITY_KEYS": f"k1={k},k2={k}", "WB_SECURITY_ACTIVE_KEY": "k2"}, overrides=demo(tmp_path)
+    )
+    assert set(s.security.keys) == {"k1", "k2"} and s.security.active_key == "k2"
+
+
+def test_active_key_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="active_key"):
+        load_settings(environ={"WB_SECURITY_ACTIVE_KEY": "k9"}, overrides=demo(tmp_path))
+
+
+def test_malformed_toml_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server\n")
+    with pytest.raises(ConfigError, match="格式有误"):
+        load_settings(cfg, environ={})
+
+
+PROD_SECRETS = {
+    "WB_SERVER_MODE": "production",
+    "WB_SERVER_PUBLIC_BASE_URL": "https://jk.example.cn",
+    "WB_SERVER_COOKIE_SECRET": "x" * 32,
+    "WB_WECHAT_APP_ID": "wx1",
+    "WB_WECHAT_APP_SECRET": "s",
+    "WB_WECHAT_TOKEN": "t",
+    "WB_WECHAT_ENCODING_AES_KEY": "a" * 43,
+    "WB_SECURITY_ACTIVE_KEY": "k1",
+    "WB_SECURITY_KEYS": "k1=AAAAAAAAAAAAAAAAAAAAAA==",
+    "WB_SECURITY_BLIND_INDEX_KEY": "A" * 44,
+    "WB_SECURITY_INGEST_HMAC_KEY": "A" * 44,
+    "WB_SMS_PROVIDER": "tencent",
+}
+
+
+def test_production_with_every_secret_starts(tmp_path: Path) -> None:
+    s = load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path)})
+    assert s.server.mode == "production"
+    assert not (tmp_path / "secrets.toml").exists()  # nothing generated in production
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"WB_SECURITY_BLIND_INDEX_KEY": ""}, "blind_index_key"),
+        ({"WB_SERVER_COOKIE_SECRET": ""}, "cookie_secret"),
+        ({"WB_SMS_PROVIDER": "console"}, "provider"),
+        ({"WB_SANDBOX_ENABLED": "true"}, "sandbox"),
+        ({"WB_SERVER_PUBLIC_BASE_URL": "http://jk.example.cn"}, "public_base_url"),
+    ],
+)
+def test_production_refuses_to_start_naming_the_setting(tmp_path: Path, change: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), **change})
