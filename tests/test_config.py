@@ -121,3 +121,19 @@ def test_production_with_every_secret_starts(tmp_path: Path) -> None:
 def test_production_refuses_to_start_naming_the_setting(tmp_path: Path, change: dict, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), **change})
+
+
+def test_example_config_loads_and_documents_every_setting(tmp_path: Path) -> None:
+    import dataclasses
+    import tomllib
+
+    from wechat_backend.config import Settings
+
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    load_settings(example, environ={"WB_SERVER_DATA_DIR": str(tmp_path)})
+    documented = tomllib.loads(example.read_text(encoding="utf-8"))
+    for section in dataclasses.fields(Settings):
+        cls = section.type if isinstance(section.type, type) else type(getattr(Settings(), section.name))
+        assert section.name in documented, f"[{section.name}] missing from config.example.toml"
+        for key in dataclasses.fields(cls):
+            assert key.name in documented[section.name], f"[{section.name}] {key.name} is not documented"

@@ -138,9 +138,9 @@ class SessionSettings:
 @dataclass(frozen=True)
 class PrivacySettings:
     # ICD-10 categories (3 characters) or prefixes that label a record sensitive; see privacy.py.
-    psy_codes: tuple[str, ...] = ("F20", "F22", "F25", "F31", "F06", "F02.4")
+    psy_codes: tuple[str, ...] = ("F20", "F22", "F25", "F31", "F06")
     tb_codes: tuple[str, ...] = ("A15", "A16", "A17", "A18", "A19", "B90", "P37.0", "O98.0")
-    hiv_codes: tuple[str, ...] = ("B20", "B21", "B22", "B23", "B24", "Z21", "O98.7", "R75")
+    hiv_codes: tuple[str, ...] = ("B20", "B21", "B22", "B23", "B24", "Z21", "O98.7", "F02.4", "R75")
     psy_terms: tuple[str, ...] = (
         "精神分裂",
         "分裂情感",
@@ -181,6 +181,14 @@ class PrivacySettings:
     mask_phone_head: int = 3
     mask_phone_tail: int = 4
     mask_name_head: int = 1
+
+    def __hash__(self) -> int:
+        # Policy functions cache per policy; hashing every tuple field on each call costs more than
+        # the check being cached, so the hash is computed once (the instance is frozen).
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = hash(dataclasses.astuple(self))
+        return cached
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,19 @@
+"""Tornado request handlers: parse input, call one service, render or serialize.
+
+Each module ends with ``routes = [...]``; they are concatenated here explicitly, in order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tornado.routing import Rule
+
+from . import health
+
+if TYPE_CHECKING:
+    from wechat_backend.app import Services
+
+
+def routes(services: Services) -> list[Rule]:
+    return [*health.routes]

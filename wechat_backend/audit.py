@@ -1,0 +1,42 @@
+"""The audit log: one row per read of archive data, per bind/unbind/failed attempt, per staff
+change. Rows carry ids, codes and reasons — never names, ID numbers or phones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .db.models import AuditEvent, utcnow
+
+
+def record(
+    s: AsyncSession,
+    *,
+    actor_type: str,
+    action: str,
+    result: str = "ok",
+    actor_id: str | None = None,
+    archive_id: int | None = None,
+    record_id: int | None = None,
+    reason: str | None = None,
+    request_id: str | None = None,
+    client_ip: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit row to the caller's transaction (it commits or rolls back with the action)."""
+    s.add(
+        AuditEvent(
+            at=utcnow(),
+            actor_type=actor_type,
+            actor_id=actor_id,
+            action=action,
+            result=result,
+            archive_id=archive_id,
+            record_id=record_id,
+            reason=reason,
+            request_id=request_id,
+            client_ip=client_ip,
+            detail=detail,
+        )
+    )

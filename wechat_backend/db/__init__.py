@@ -1,0 +1,6 @@
+"""Storage: models, the engine/session factory, and Alembic migrations."""
+
+from .engine import create_engine, is_sqlite, session_factory
+from .migrate import current_revision, upgrade
+
+__all__ = ["create_engine", "current_revision", "is_sqlite", "session_factory", "upgrade"]

@@ -1,0 +1,245 @@
+"""Tables. Personal data lives only in ``sealed`` columns (SM4-GCM, see crypto.py).
+
+In clear stay only what the system must filter or count on without decrypting: upstream ids and
+versions, county and institution codes, status, the opening flag, dates that drive reminders, key
+ids, and truncated blind indexes. No clear column says who is in which programme, which kind of
+record a row is, or which diagnosis it carries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import JSON, TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_public_id() -> str:
+    """Opaque ids for URLs and APIs: 96 random bits, never the autoincrement key."""
+    return secrets.token_urlsafe(12)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps are stored in UTC and always come back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use an aware UTC datetime")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamps:
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class County(Timestamps, Base):
+    """县级参数: the opening switch and the rollout phase, switched off until staff turn them on."""
+
+    __tablename__ = "counties"
+
+    code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    opening: Mapped[bool] = mapped_column(Boolean, default=False)
+    phase: Mapped[str] = mapped_column(String(20), default="key_populations")
+
+
+class Institution(Timestamps, Base):
+    __tablename__ = "institutions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    county_code: Mapped[str] = mapped_column(ForeignKey("counties.code"), index=True)
+    consult_phone: Mapped[str | None] = mapped_column(String(40))
+    address: Mapped[str | None] = mapped_column(String(200))
+
+
+class Archive(Timestamps, Base):
+    __tablename__ = "archives"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
+    upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    county_code: Mapped[str] = mapped_column(String(6), index=True)
+    institution_code: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(10))
+    open_to_resident: Mapped[bool] = mapped_column(Boolean)
+    completeness: Mapped[int | None] = mapped_column(Integer)
+    # name, id_number, archive_no, gender, birth_date, phones, contact, addresses, programmes,
+    # family_doctor, basic_info — one SM4-GCM ciphertext, associated data "archive:<upstream_id>".
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    # Truncated HMAC-SM3 blind indexes; bidx_fp names the key that made them (for rotation).
+    id_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    archive_no_bidx: Mapped[int] = mapped_column(BigInteger, index=True)
+    phone_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    contact_phone_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    bidx_fp: Mapped[str] = mapped_column(String(16))
+
+
+class ServiceRecord(Timestamps, Base):
+    __tablename__ = "service_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
+    upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"), index=True)
+    date: Mapped[dt.date] = mapped_column(Date)
+    next_due_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    institution_code: Mapped[str | None] = mapped_column(String(32))
+    # kind, doctor, diagnosis_codes, payload and the sensitivity label; aad "record:<upstream_id>".
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+
+
+class Identity(Timestamps, Base):
+    """A WeChat identity: one row per (channel, openid); oa and mp rows share a unionid."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("channel", "openid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
+    channel: Mapped[str] = mapped_column(String(2))  # "oa" official account, "mp" mini-program
+    openid: Mapped[str] = mapped_column(String(64))
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=False)
+    subscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    scene_institution_code: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class Binding(Timestamps, Base):
+    __tablename__ = "bindings"
+    __table_args__ = (UniqueConstraint("identity_id", "archive_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"), index=True)
+    relation: Mapped[str] = mapped_column(String(10))  # self, child, parent, spouse, other
+
+
+class Staff(Timestamps, Base):
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # city, county, institution
+    county_code: Mapped[str | None] = mapped_column(String(6))
+    institution_code: Mapped[str | None] = mapped_column(String(32))
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Notification(Timestamps, Base):
+    """Outbox of pushes: written in the transaction that causes them, sent later by the worker."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_due_at", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    archive_id: Mapped[int | None] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    dedup_key: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending sent failed dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_errcode: Mapped[int | None] = mapped_column(Integer)
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # aad "notification:<dedup_key>"
+    key_id: Mapped[str | None] = mapped_column(String(16), index=True)
+
+
+class Feedback(Timestamps, Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    archive_id: Mapped[int | None] = mapped_column(ForeignKey("archives.id", ondelete="SET NULL"))
+    institution_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open answered closed
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # text and reply; aad "feedback:<public_id>"
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    replied_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+
+
+class AuditEvent(Base):
+    """Who did what to which archive, and why it was refused. Never personal data in clear."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_type: Mapped[str] = mapped_column(String(10))  # identity, staff, system
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    archive_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    record_id: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[str] = mapped_column(String(10))  # ok, denied, failed
+    reason: Mapped[str | None] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    detail: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+__all__ = [
+    "Archive",
+    "AuditEvent",
+    "Base",
+    "Binding",
+    "County",
+    "Feedback",
+    "Identity",
+    "Institution",
+    "Notification",
+    "ServiceRecord",
+    "Staff",
+]

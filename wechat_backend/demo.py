@@ -1,0 +1,63 @@
+"""``wechat-backend demo``: a working product on one machine with synthetic data only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+
+from .app import Services
+from .db import upgrade
+from .db.models import Archive
+from .seed import write_jsonl
+
+SENSITIVE = {"severe_mental", "tuberculosis", "hiv"}
+
+
+async def prepare_demo(services: Services, *, archives: int, seed: int, progress: Callable[..., Any]) -> list[dict]:
+    """Migrate, seed and import once (an existing demo database is reused), open every county in
+    phase ``all``, and return a few residents who can bind."""
+    await upgrade(services.engine)
+    path = services.settings.data_dir / "demo-archives.jsonl"
+    async with services.sessions() as s:
+        have = await s.scalar(select(func.count()).select_from(Archive))
+    if not have:
+        with progress(total=archives, desc="生成演示档案", unit="份") as bar:
+            await asyncio.to_thread(write_jsonl, path, archives, seed, progress=bar.update)
+        with progress(total=path.stat().st_size, desc="导入", unit="B", unit_scale=True) as bar:
+            report = await services.ingest.import_file(path, progress=bar.update)
+        if report.rejected:
+            raise RuntimeError(f"demo data rejected: {report.errors[:3]}")
+    await services.counties.set_all(opening=True, phase="all")
+    return await asyncio.to_thread(pick_residents, path)
+
+
+def pick_residents(path: Any, limit: int = 6) -> list[dict]:
+    """Adults whose archive is open and normal, one per county, from the demo file."""
+    counties: dict[str, str] = {}
+    picked: dict[str, dict] = {}
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        for raw in f:
+            o = json.loads(raw)
+            if o["type"] == "institution":
+                counties[o["code"]] = o["county_name"]
+            elif (
+                o["type"] == "archive"
+                and o["status"] == "normal"
+                and o["open_to_resident"]
+                and o.get("id_number")
+                and o.get("phone")
+                and not SENSITIVE & set(o.get("programmes") or ())
+                and o["institution_code"] in counties
+                and o["birth_date"] < "2000-01-01"
+            ):
+                county = counties[o["institution_code"]]
+                picked.setdefault(county, {**o, "county_name": county})
+            if len(picked) >= limit:
+                break
+    return list(picked.values())

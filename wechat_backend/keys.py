@@ -1,0 +1,141 @@
+"""``keys rotate``: re-encrypt every sealed row under the active key and rebuild stale blind indexes.
+
+Works in batches, one transaction each, walking ids upwards, so it can be interrupted at any moment
+and simply run again: rows already done carry the active key id and fingerprint and are skipped.
+Each write is guarded by the ciphertext it replaces, so a row that an import changed meanwhile is
+left alone (it is already under the active key) rather than overwritten with older content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .crypto import DecryptError, KeyRing, key_id_of
+from .db.models import Archive, Feedback, Notification, ServiceRecord
+
+
+class RotationError(Exception):
+    """Rotation cannot go on; the message says why in Chinese."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    table: Table
+    aad_prefix: str
+    aad_column: str
+    blind_indexes: bool = False
+
+
+TARGETS = (
+    Target("archives", Archive.__table__, "archive", "upstream_id", blind_indexes=True),
+    Target("service_records", ServiceRecord.__table__, "record", "upstream_id"),
+    Target("notifications", Notification.__table__, "notification", "dedup_key"),
+    Target("feedback", Feedback.__table__, "feedback", "public_id"),
+)
+
+
+def archive_indexes(keys: KeyRing, fields: dict[str, Any]) -> dict[str, Any]:
+    """The blind-index columns of an archive row from its decrypted personal fields."""
+
+    def bidx(purpose: str, value: str | None) -> int | None:
+        return keys.blind_index(purpose, value) if value else None
+
+    return {
+        "id_bidx": bidx("id_number", fields.get("id_number")),
+        "archive_no_bidx": bidx("archive_no", fields.get("archive_no")),
+        "phone_bidx": bidx("phone", fields.get("phone")),
+        "contact_phone_bidx": bidx("phone", fields.get("contact_phone")),
+        "bidx_fp": keys.blind_fingerprint,
+    }
+
+
+class KeyRotation:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], keyring: KeyRing, *, batch_size: int = 500):
+        self._sessions = sessions
+        self._keys = keyring
+        self._batch = batch_size
+
+    def _stale(self, t: Target) -> Any:
+        c = t.table.c
+        cond = and_(c.key_id.is_not(None), c.key_id != self._keys.active_key)
+        if t.blind_indexes:
+            cond = or_(cond, c.bidx_fp != self._keys.blind_fingerprint)
+        return cond
+
+    async def pending(self) -> dict[str, int]:
+        async with self._sessions() as s:
+            return {
+                t.name: await s.scalar(select(func.count()).select_from(t.table).where(self._stale(t))) or 0
+                for t in TARGETS
+            }
+
+    async def run(self, progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        done: dict[str, int] = {}
+        for t in TARGETS:
+            done[t.name] = await self._rotate(t, progress)
+        return done
+
+    def update_statement(self, t: Target) -> Any:
+        """UPDATE by id, guarded by the ciphertext read: a row changed since is left alone."""
+        c = t.table.c
+        guard = update(t.table).where(c.id == bindparam("b_id"), c.sealed == bindparam("b_old"))
+        values: dict[str, Any] = {"sealed": bindparam("b_sealed"), "key_id": bindparam("b_key_id")}
+        if t.blind_indexes:
+            values |= {k: bindparam(f"b_{k}") for k in archive_indexes(self._keys, {})}
+        return guard.values(**values)
+
+    async def _rotate(self, t: Target, progress: Callable[[int], None] | None) -> int:
+        c = t.table.c
+        stmt = self.update_statement(t)
+        last_id, total = 0, 0
+        while True:
+            async with self._sessions.begin() as s:
+                rows = (
+                    await s.execute(
+                        select(c.id, c.sealed, c[t.aad_column])
+                        .where(self._stale(t), c.id > last_id)
+                        .order_by(c.id)
+                        .limit(self._batch)
+                    )
+                ).all()
+                if not rows:
+                    return total
+                params = [self.reseal(t, row_id, sealed, aad_value) for row_id, sealed, aad_value in rows]
+                conn = await s.connection()
+                await conn.execute(stmt, params)
+            last_id = rows[-1][0]
+            total += len(rows)
+            if progress:
+                progress(len(rows))
+
+    def reseal(self, t: Target, row_id: int, sealed: bytes, aad_value: str) -> dict[str, Any]:
+        aad = f"{t.aad_prefix}:{aad_value}"
+        try:
+            fields = self._keys.open(sealed, aad)
+        except DecryptError:
+            kid = _safe_key_id(sealed)
+            raise RotationError(
+                f"{t.name} 表第 {row_id} 行无法解密（密钥编号 {kid}）。请在 [security] keys 中保留该密钥后重试。"
+            ) from None
+        params = {
+            "b_id": row_id,
+            "b_old": sealed,
+            "b_sealed": self._keys.seal(fields, aad),
+            "b_key_id": self._keys.active_key,
+        }
+        if t.blind_indexes:
+            params |= {f"b_{k}": v for k, v in archive_indexes(self._keys, fields).items()}
+        return params
+
+
+def _safe_key_id(blob: bytes) -> str:
+    try:
+        return key_id_of(blob)
+    except DecryptError:
+        return "未知"
