@@ -779,3 +779,18 @@ def test_name_masks_follow_the_policy() -> None:
 )
 def test_mask_address(value: str | None, masked: str) -> None:
     assert mask_address(value) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["患者有肺结核病史", "ＨＩＶ抗体阳性", "hiv阳性", "Hiv", "⼈类免疫缺陷病毒感染", "服用抗痨药", "精神分裂症"],
+)
+def test_free_text_terms_are_found_in_any_unicode_spelling(text: str) -> None:
+    label = label_record("outpatient", [], {"note": text})
+    assert label.confidentiality == "R"
+    assert label_record("outpatient", [], {"note": text}, payload_json=json.dumps({"note": text})) == label
+
+
+@pytest.mark.parametrize("text", ["高血压随访，血压控制满意", "archive 复查", "按时服药（硝苯地平）"])
+def test_ordinary_text_with_full_width_punctuation_stays_normal(text: str) -> None:
+    assert label_record("outpatient", [], {"note": text}) == NORMAL

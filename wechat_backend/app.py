@@ -36,6 +36,7 @@ class Services:
     key_rotation: KeyRotation
 
     async def close(self) -> None:
+        self.ingest.close()
         if self.redis is not None:
             await self.redis.close()
         await self.engine.dispose()
@@ -59,7 +60,9 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         redis=redis,
         keyring=keyring,
         counties=CountyService(sessions),
-        ingest=IngestService(sessions, keyring, settings.privacy, settings.ingest, today=clock.today),
+        ingest=IngestService(
+            sessions, keyring, settings.privacy, settings.ingest, today=clock.today, security=settings.security
+        ),
         key_rotation=KeyRotation(sessions, keyring),
     )
 

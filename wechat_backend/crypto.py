@@ -112,6 +112,10 @@ class KeyRing:
         data = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
         return self.encrypt(data, aad.encode())
 
+    def seal_json(self, text: str, aad: str) -> bytes:
+        """Encrypt an already-serialised JSON object (the import builds it once for several uses)."""
+        return self.encrypt(text.encode(), aad.encode())
+
     def open(self, blob: bytes, aad: str) -> dict[str, Any]:
         return json.loads(self.decrypt(blob, aad.encode()))
 
@@ -138,8 +142,11 @@ class KeyRing:
     @property
     def blind_fingerprint(self) -> str:
         """Names the blind-index key and width, so ``keys rotate`` can tell stale indexes."""
-        tag = hmac_sm3(self.blind_index_key, b"wb-blind-index-fingerprint").hex()[:8]
-        return f"{tag}{self.blind_index_bits:02d}"
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            tag = hmac_sm3(self.blind_index_key, b"wb-blind-index-fingerprint").hex()[:8]
+            cached = self.__dict__["_fingerprint"] = f"{tag}{self.blind_index_bits:02d}"
+        return cached
 
 
 def planned_blind_index_bits(rows: int) -> tuple[int, int]:

@@ -29,6 +29,7 @@ async def prepare_demo(services: Services, *, archives: int, seed: int, progress
             await asyncio.to_thread(write_jsonl, path, archives, seed, progress=bar.update)
         with progress(total=path.stat().st_size, desc="导入", unit="B", unit_scale=True) as bar:
             report = await services.ingest.import_file(path, progress=bar.update)
+        services.ingest.close()  # the parse/encrypt workers are not needed while serving
         if report.rejected:
             raise RuntimeError(f"demo data rejected: {report.errors[:3]}")
     await services.counties.set_all(opening=True, phase="all")

@@ -316,7 +316,7 @@ def _may_need_scan(payload: Mapping[str, Any], policy: PrivacySettings, payload_
     family-history key and no term occurs anywhere in it (keys included), so the walk is skipped
     for the common clean record. Plain substring tests: a regex alternation over every position
     costs more than the whole record's encryption."""
-    if payload_json is None:
+    if payload_json is None or "\\u" in payload_json:  # must be ensure_ascii=False: no escapes
         try:
             payload_json = json.dumps(payload, ensure_ascii=False)
         except (TypeError, ValueError):
@@ -325,9 +325,10 @@ def _may_need_scan(payload: Mapping[str, Any], policy: PrivacySettings, payload_
 
 
 def _mentions_terms(text: str, policy: PrivacySettings) -> bool:
-    """Whether any configured term occurs in ``text`` (a superset of what the term patterns match).
-    Plain substring tests on NFKC text; Latin terms are tried in each of their case spellings so the
-    whole text need not be case-folded."""
+    """Whether any configured term occurs in ``text`` after NFKC (a superset of what the term
+    patterns match). Plain substring tests, Latin terms tried in each case spelling, so the whole
+    text need not be case-folded; a regex alternation over every position costs more than the
+    record's encryption."""
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
     return any(spelling in text for spelling in _term_spellings(policy))
