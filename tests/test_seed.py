@@ -8,6 +8,8 @@ from collections import Counter
 
 import pytest
 
+from wechat_backend.codes import PROGRAMMES as ALL_PROGRAMMES
+from wechat_backend.codes import RECORD_KINDS
 from wechat_backend.seed import generate, write_jsonl
 from wechat_backend.validators import (
     id_birth_date,
@@ -36,23 +38,8 @@ REQUIRED = {
     },
     "record": {"upstream_id", "version", "archive_upstream_id", "kind", "date"},
 }
-KINDS = {
-    "hypertension_followup",
-    "diabetes_followup",
-    "elderly_check",
-    "health_exam",
-    "prenatal_first",
-    "prenatal_followup",
-    "postpartum_visit",
-    "postpartum_42d",
-    "newborn_visit",
-    "child_check",
-    "tcm_constitution",
-    "outpatient",
-    "severe_mental_followup",
-    "tuberculosis_followup",
-}
-PROGRAMMES = {"hypertension", "diabetes", "elderly", "maternal", "child", "severe_mental", "tuberculosis", "hiv"}
+KINDS = RECORD_KINDS
+PROGRAMMES = set(ALL_PROGRAMMES)
 COUNTIES = {"371502", "371503", "371521", "371522", "371524", "371525", "371526", "371581"}
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from .codes import RECORD_KINDS
 from .config import PrivacySettings
 
 PSY, TB, HIV = "PSY", "TB", "HIV"
@@ -29,13 +30,6 @@ UNPARSEABLE = "UNPARSEABLE"
 _RESTRICT = "restrict"  # internal: R with no tag, for reasons other than an unreadable code
 DEFAULT_POLICY = PrivacySettings()
 
-# fmt: off
-RECORD_KINDS = frozenset({
-    "hypertension_followup", "diabetes_followup", "elderly_check", "health_exam", "prenatal_first",
-    "prenatal_followup", "postpartum_visit", "postpartum_42d", "newborn_visit", "child_check",
-    "tcm_constitution", "outpatient", "severe_mental_followup", "tuberculosis_followup",
-})
-# fmt: on
 _KIND_TAGS = {"severe_mental_followup": PSY, "tuberculosis_followup": TB}
 _PROGRAMME_TAGS = {"severe_mental": PSY, "tuberculosis": TB, "hiv": HIV}
 

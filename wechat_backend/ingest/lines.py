@@ -12,31 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..codes import ARCHIVE_STATUSES, GENDERS, PROGRAMMES, RECORD_KINDS
 from ..validators import InvalidValue, parse_archive_no, parse_id_number, parse_mobile, parse_name
 
-RECORD_KINDS = frozenset(
-    {
-        "hypertension_followup",
-        "diabetes_followup",
-        "elderly_check",
-        "health_exam",
-        "prenatal_first",
-        "prenatal_followup",
-        "postpartum_visit",
-        "postpartum_42d",
-        "newborn_visit",
-        "child_check",
-        "tcm_constitution",
-        "outpatient",
-        "severe_mental_followup",
-        "tuberculosis_followup",
-    }
-)
-PROGRAMMES = frozenset(
-    {"hypertension", "diabetes", "elderly", "maternal", "child", "severe_mental", "tuberculosis", "hiv"}
-)
-STATUSES = frozenset({"normal", "lost", "closed"})
-GENDERS = frozenset({"0", "1", "2", "9"})  # GB/T 2261.1
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}(-\d{1,6})?$")
 _COUNTY = re.compile(r"^\d{6}$")
@@ -234,7 +212,7 @@ def _archive(o: dict[str, Any], today: dt.date) -> ArchiveLine:
     if gender not in GENDERS:
         raise LineError("字段 gender 应为 GB/T 2261.1 性别代码（0、1、2、9）")
     status = _str(o, "status", required=True)
-    if status not in STATUSES:
+    if status not in ARCHIVE_STATUSES:
         raise LineError("字段 status 应为 normal、lost 或 closed")
     opened = o.get("open_to_resident")
     if not isinstance(opened, bool):
@@ -245,7 +223,7 @@ def _archive(o: dict[str, Any], today: dt.date) -> ArchiveLine:
     ):
         raise LineError("字段 completeness 应为 0–100 的整数")
     programmes = _str_list(o, "programmes")
-    unknown = sorted(set(programmes) - PROGRAMMES)
+    unknown = sorted(set(programmes) - set(PROGRAMMES))
     if unknown:
         raise LineError(f"字段 programmes 含未知项目 {unknown[0]}")
     return ArchiveLine(

@@ -11,11 +11,12 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
+from wechat_backend.codes import PROGRAMMES
 from wechat_backend.seed.identity import ELSEWHERE, Identities
 from wechat_backend.seed.names import NamePool
 from wechat_backend.seed.places import Institution, Village
 
-PROGRAMMES = ("hypertension", "diabetes", "elderly", "maternal", "child", "severe_mental", "tuberculosis", "hiv")
+__all__ = ["PROGRAMMES", "Person"]
 
 # (youngest, oldest, % of residents). A Shandong prefecture around 2025: ~7.5% aged 0–6, a large
 # 1962–1975 cohort now in its fifties and sixties, 16.5% aged 65 and over.
