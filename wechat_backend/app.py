@@ -16,6 +16,7 @@ from .config import ConfigError, Settings, database_url
 from .counties import CountyService
 from .crypto import KeyRing
 from .db import create_engine, session_factory
+from .identities import IdentityService
 from .ingest import IngestService
 from .keys import KeyRotation
 from .privacy import check_policy
@@ -34,6 +35,7 @@ class Services:
     counties: CountyService
     ingest: IngestService
     key_rotation: KeyRotation
+    identities: IdentityService
 
     async def close(self) -> None:
         self.ingest.close()
@@ -64,6 +66,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
             sessions, keyring, settings.privacy, settings.ingest, today=clock.today, security=settings.security
         ),
         key_rotation=KeyRotation(sessions, keyring),
+        identities=IdentityService(sessions, clock),
     )
 
 
