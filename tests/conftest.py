@@ -172,3 +172,19 @@ async def services(settings: Settings, clock: FixedClock) -> AsyncIterator[Servi
         yield svc
     finally:
         await svc.close()
+
+
+@pytest.fixture
+async def base_url(services: Services) -> AsyncIterator[str]:
+    """The real application on a real socket: ``http://127.0.0.1:<port>``."""
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    from wechat_backend.app import make_app
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(make_app(services))
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    server.stop()
+    await server.close_all_connections()

@@ -3,24 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-
-from wechat_backend.app import Services, make_app
-
-
-@pytest.fixture
-async def base_url(services: Services) -> AsyncIterator[str]:
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(make_app(services))
-    server.add_sockets(sockets)
-    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    server.stop()
-    await server.close_all_connections()
 
 
 async def fetch(url: str, **kw: object) -> HTTPResponse:
