@@ -6,10 +6,12 @@ import logging
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
 
 import tornado.web
 
 from wechat_backend.errors import AppError, NotFound, NotLoggedIn
+from wechat_backend.web_sessions import Session
 
 if TYPE_CHECKING:
     from wechat_backend.app import Services
@@ -40,9 +42,34 @@ class BaseHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         self.request_id = secrets.token_hex(8)
         self.set_header("X-Request-Id", self.request_id)
+        self.current_user = await self._load_session()
+        # Checked here, not before prepare as Tornado does: Bearer callers skip it (STYLE rule 7).
+        self._xsrf_ready = True
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and self.settings.get("xsrf_cookies"):
+            self.check_xsrf_cookie()
         method = getattr(self, self.request.method.lower(), None)
         if not getattr(method, "__wb_public__", False) and self.current_user is None:
-            raise NotLoggedIn()
+            if self.is_api or self.request.method not in ("GET", "HEAD"):
+                raise NotLoggedIn()
+            # A page: log in through WeChat and come back here.
+            self.redirect(self.reverse_url("oauth_start") + "?" + urlencode({"next": self.request.uri}))
+
+    _xsrf_ready = False
+    _bearer = False
+
+    def check_xsrf_cookie(self) -> None:
+        if self._xsrf_ready and not self._bearer:
+            super().check_xsrf_cookie()
+
+    async def _load_session(self) -> Session | None:
+        """The session named by ``Authorization: Bearer <id>`` or by the session cookie."""
+        store = self.services.web_sessions
+        auth = self.request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            self._bearer = True
+            return await store.load(auth[7:].strip()) if store else None
+        session_id = self.get_cookie(session_cookie_name(self.services.settings.server.public_base_url))
+        return await store.load(session_id) if store and session_id else None
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Never log the URI's query string or the body: they may carry codes, phones or ID numbers.
@@ -75,6 +102,11 @@ class BaseHandler(tornado.web.RequestHandler):
             self.finish(body)
         else:
             self.render("error.html", message=body["message"], request_id=getattr(self, "request_id", ""))
+
+
+def session_cookie_name(public_base_url: str) -> str:
+    """``__Host-wb_session`` (Secure, Path=/, no Domain) when the site is served over https."""
+    return "__Host-wb_session" if public_base_url.startswith("https://") else "wb_session"
 
 
 class NotFoundHandler(BaseHandler):

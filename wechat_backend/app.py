@@ -22,6 +22,11 @@ from .keys import KeyRotation
 from .privacy import check_policy
 from .redis_client import RedisHandle, open_redis
 from .resources import resource_dir
+from .web_sessions import SessionStore
+from .wechat.api import WeChatApi, WeChatHttp
+from .wechat.callback import CallbackService
+from .wechat.oauth import OAuthService
+from .wechat.token import AccessTokenStore
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,16 @@ class Services:
     ingest: IngestService
     key_rotation: KeyRotation
     identities: IdentityService
+    wechat: WeChatApi
+    # Redis-backed: None when the services were built without Redis (some CLI commands).
+    tokens: AccessTokenStore | None
+    web_sessions: SessionStore | None
+    oauth: OAuthService | None
+    callback: CallbackService
 
     async def close(self) -> None:
         self.ingest.close()
+        await self.wechat.close()
         if self.redis is not None:
             await self.redis.close()
         await self.engine.dispose()
@@ -54,6 +66,13 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
     sessions = session_factory(engine)
     keyring = KeyRing.from_settings(settings.security)
     redis = await open_redis(settings) if with_redis else None
+    identities = IdentityService(sessions, clock)
+    prefix = settings.redis.key_prefix
+    wechat_http = WeChatHttp(settings.wechat)
+    tokens = AccessTokenStore(settings.wechat, redis.client, wechat_http, key_prefix=prefix) if redis else None
+    wechat = WeChatApi(settings.wechat, settings.miniprogram, wechat_http, tokens)
+    web_sessions = SessionStore(settings.session, redis.client, clock, key_prefix=prefix) if redis else None
+    oauth = OAuthService(settings, redis.client, wechat, identities, web_sessions) if redis and web_sessions else None
     return Services(
         settings=settings,
         clock=clock,
@@ -66,7 +85,20 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
             sessions, keyring, settings.privacy, settings.ingest, today=clock.today, security=settings.security
         ),
         key_rotation=KeyRotation(sessions, keyring),
-        identities=IdentityService(sessions, clock),
+        identities=identities,
+        wechat=wechat,
+        tokens=tokens,
+        web_sessions=web_sessions,
+        oauth=oauth,
+        # TODO(lead): wire send_custom to wechat.api (WeChatApi.send_custom_text) for replies after the budget.
+        callback=CallbackService(
+            settings,
+            sessions=sessions,
+            redis=redis.client if redis else None,
+            identities=identities,
+            clock=clock,
+            send_custom=None,
+        ),
     )
 
 
@@ -75,8 +107,13 @@ def make_app(services: Services) -> tornado.web.Application:
     from handlers.base import NotFoundHandler, log_request
 
     s = services.settings
+    rules = routes(services)
+    if s.sandbox.enabled and s.is_demo:
+        from .sandbox import sandbox_routes  # the offline WeChat platform; never in production
+
+        rules += sandbox_routes(s, clock=services.clock)
     return tornado.web.Application(
-        routes(services),
+        rules,
         services=services,
         cookie_secret=s.server.cookie_secret,
         xsrf_cookies=True,

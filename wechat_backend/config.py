@@ -223,7 +223,7 @@ class IngestSettings:
     batch_size: int = 1000
     max_line_bytes: int = 1_000_000
     # Processes that parse and encrypt a file import ahead of the database writer (0: in-process).
-    workers: int = 1
+    workers: int = 2
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,19 @@ def codes_sensitivity(codes: Iterable[object] | None, policy: PrivacySettings = 
         return frozenset()
     if isinstance(codes, str):
         codes = [codes]
+    codes = tuple(codes)
+    if all(isinstance(c, str) for c in codes):
+        return _cached_codes_sensitivity(codes, policy)
+    return _codes_sensitivity(codes, policy)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_codes_sensitivity(codes: tuple[str, ...], policy: PrivacySettings) -> frozenset[str]:
+    # Records repeat a few hundred code lists (("I10",), ("E11.9",), …): computed once each.
+    return _codes_sensitivity(codes, policy)
+
+
+def _codes_sensitivity(codes: tuple[object, ...], policy: PrivacySettings) -> frozenset[str]:
     tags: set[str] = set()
     categories: set[str] = set()
     for code in codes:

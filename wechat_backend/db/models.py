@@ -103,14 +103,14 @@ class Archive(Timestamps, Base):
     upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
     version: Mapped[int] = mapped_column(BigInteger)
     county_code: Mapped[str] = mapped_column(String(6), index=True)
-    institution_code: Mapped[str] = mapped_column(String(32), index=True)
+    institution_code: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(10))
     open_to_resident: Mapped[bool] = mapped_column(Boolean)
     completeness: Mapped[int | None] = mapped_column(Integer)
     # name, id_number, archive_no, gender, birth_date, phones, contact, addresses, programmes,
     # family_doctor, basic_info — one SM4-GCM ciphertext, associated data "archive:<upstream_id>".
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    key_id: Mapped[str] = mapped_column(String(16))
     # Truncated HMAC-SM3 blind indexes; bidx_fp names the key that made them (for rotation).
     id_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
     archive_no_bidx: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -132,7 +132,7 @@ class ServiceRecord(Timestamps, Base):
     institution_code: Mapped[str | None] = mapped_column(String(32))
     # kind, doctor, diagnosis_codes, payload and the sensitivity label; aad "record:<upstream_id>".
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    key_id: Mapped[str] = mapped_column(String(16))
 
 
 class Identity(Timestamps, Base):
@@ -193,7 +193,7 @@ class Notification(Timestamps, Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_errcode: Mapped[int | None] = mapped_column(Integer)
     sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # aad "notification:<dedup_key>"
-    key_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class Feedback(Timestamps, Base):
@@ -206,7 +206,7 @@ class Feedback(Timestamps, Base):
     institution_code: Mapped[str | None] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(10), default="open")  # open answered closed
     sealed: Mapped[bytes] = mapped_column(LargeBinary)  # text and reply; aad "feedback:<public_id>"
-    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    key_id: Mapped[str] = mapped_column(String(16))
     replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     replied_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
 

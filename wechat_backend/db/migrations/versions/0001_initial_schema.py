@@ -45,8 +45,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_archives_contact_phone_bidx"), ["contact_phone_bidx"], unique=False)
         batch_op.create_index(batch_op.f("ix_archives_county_code"), ["county_code"], unique=False)
         batch_op.create_index(batch_op.f("ix_archives_id_bidx"), ["id_bidx"], unique=False)
-        batch_op.create_index(batch_op.f("ix_archives_institution_code"), ["institution_code"], unique=False)
-        batch_op.create_index(batch_op.f("ix_archives_key_id"), ["key_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_archives_phone_bidx"), ["phone_bidx"], unique=False)
 
     op.create_table(
@@ -176,7 +174,6 @@ def upgrade() -> None:
     with op.batch_alter_table("feedback", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_feedback_identity_id"), ["identity_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_feedback_institution_code"), ["institution_code"], unique=False)
-        batch_op.create_index(batch_op.f("ix_feedback_key_id"), ["key_id"], unique=False)
 
     op.create_table(
         "institutions",
@@ -231,7 +228,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_notifications_identity_id"), ["identity_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_notifications_key_id"), ["key_id"], unique=False)
         batch_op.create_index("ix_notifications_status_due_at", ["status", "due_at"], unique=False)
 
     op.create_table(
@@ -260,7 +256,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("service_records", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_service_records_archive_id"), ["archive_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_service_records_key_id"), ["key_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_service_records_next_due_date"), ["next_due_date"], unique=False)
 
 
@@ -268,13 +263,11 @@ def downgrade() -> None:
 
     with op.batch_alter_table("service_records", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_service_records_next_due_date"))
-        batch_op.drop_index(batch_op.f("ix_service_records_key_id"))
         batch_op.drop_index(batch_op.f("ix_service_records_archive_id"))
 
     op.drop_table("service_records")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_status_due_at")
-        batch_op.drop_index(batch_op.f("ix_notifications_key_id"))
         batch_op.drop_index(batch_op.f("ix_notifications_identity_id"))
 
     op.drop_table("notifications")
@@ -283,7 +276,6 @@ def downgrade() -> None:
 
     op.drop_table("institutions")
     with op.batch_alter_table("feedback", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_feedback_key_id"))
         batch_op.drop_index(batch_op.f("ix_feedback_institution_code"))
         batch_op.drop_index(batch_op.f("ix_feedback_identity_id"))
 
@@ -307,8 +299,6 @@ def downgrade() -> None:
     op.drop_table("audit_log")
     with op.batch_alter_table("archives", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_archives_phone_bidx"))
-        batch_op.drop_index(batch_op.f("ix_archives_key_id"))
-        batch_op.drop_index(batch_op.f("ix_archives_institution_code"))
         batch_op.drop_index(batch_op.f("ix_archives_id_bidx"))
         batch_op.drop_index(batch_op.f("ix_archives_county_code"))
         batch_op.drop_index(batch_op.f("ix_archives_contact_phone_bidx"))

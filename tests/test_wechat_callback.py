@@ -1,0 +1,398 @@
+"""The WeChat callback service, called directly: WeChat's sample values, dedupe, the 5 s budget."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import make_settings
+from ingest_lines import institution
+from wechat_sample import (
+    BILLION_LAUGHS,
+    ENCRYPT,
+    EXTERNAL_ENTITY,
+    MSG_SIGNATURE,
+    NONCE,
+    OPENID,
+    SAMPLE_BODY,
+    SAMPLE_QUERY,
+    SIGNATURE,
+    TIMESTAMP,
+    TOKEN,
+    WECHAT_SETTINGS,
+    element,
+    encrypt,
+    fixture,
+    open_envelope,
+    plain_query,
+    safe_request,
+    sample_clock,
+    sign,
+)
+
+from wechat_backend.app import Services
+from wechat_backend.clock import FixedClock
+from wechat_backend.config import Settings
+from wechat_backend.errors import BadInput, Forbidden, TooLarge
+from wechat_backend.wechat import replies
+from wechat_backend.wechat.callback import CallbackService, dedup_id, dedup_key
+from wechat_backend.wechat.xml_guard import declares_markup
+
+HOME = "https://jkda.example.cn/r/home"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return sample_clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, redis_url: str) -> Settings:
+    return make_settings(
+        tmp_path, db_url, redis_url, wechat=WECHAT_SETTINGS, server={"public_base_url": "https://jkda.example.cn"}
+    )
+
+
+def at(timestamp: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+def callback_with(services: Services, **kw: object) -> CallbackService:
+    parts: dict[str, object] = {
+        "sessions": services.sessions,
+        "redis": services.redis.client if services.redis else None,
+        "identities": services.identities,
+        "clock": services.clock,
+    }
+    return CallbackService(services.settings, **{**parts, **kw})  # type: ignore[arg-type]
+
+
+async def push(cb: CallbackService, xml: str) -> str:
+    """A plaintext-mode push; the text of the reply ('' for success)."""
+    reply = await cb.handle(plain_query(), xml.encode())
+    return "" if reply.body == "success" else element(reply.body, "Content")
+
+
+async def add_institution(services: Services, **over: object) -> None:
+    report = await services.ingest.import_objects([json.dumps(institution(**over))])
+    assert report.inserted == 1
+
+
+# --------------------------------------------------------------------------- WeChat's sample
+
+
+async def test_the_published_sample_is_decrypted_and_the_reply_decrypts_independently(services: Services) -> None:
+    reply = await services.callback.handle(SAMPLE_QUERY, SAMPLE_BODY.encode())
+    assert reply.content_type.startswith("application/xml")
+    inner = open_envelope(reply.body)  # our own AES and signature code, not wechatpy's
+    assert element(inner, "ToUserName") == OPENID
+    assert element(inner, "FromUserName") == "gh_10f6c3c3ac5a"
+    assert element(inner, "MsgType") == "text"
+    assert element(inner, "CreateTime") == str(int(services.clock.time()))
+    assert element(inner, "Content") == replies.fallback(replies.Contact())  # "abcdteT" is no keyword
+
+
+async def test_the_sample_decrypts_in_pure_safe_mode_too(services: Services) -> None:
+    body = f"<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{ENCRYPT}]]></Encrypt></xml>"
+    reply = await services.callback.handle(SAMPLE_QUERY, body.encode())
+    assert "没有看懂" in element(open_envelope(reply.body), "Content")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"msg_signature": MSG_SIGNATURE[:-1] + "0"},
+        {"signature": SIGNATURE[:-1] + "0"},
+        {"msg_signature": ""},
+        {"signature": ""},
+        {"nonce": "1320562133"},
+        {"timestamp": "abc"},
+    ],
+)
+async def test_a_wrong_signature_is_forbidden(services: Services, change: dict[str, str]) -> None:
+    with pytest.raises(Forbidden):
+        await services.callback.handle({**SAMPLE_QUERY, **change}, SAMPLE_BODY.encode())
+
+
+@pytest.mark.parametrize("seconds", [301, -301, 10_000_000])
+async def test_a_timestamp_more_than_five_minutes_off_is_forbidden(services: Services, seconds: int) -> None:
+    services.clock.at = at(int(TIMESTAMP) + seconds)  # type: ignore[attr-defined]
+    with pytest.raises(Forbidden):
+        await services.callback.handle(SAMPLE_QUERY, SAMPLE_BODY.encode())
+    with pytest.raises(Forbidden):
+        services.callback.echo({**plain_query(), "echostr": "123"})
+
+
+async def test_within_five_minutes_the_sample_is_accepted(services: Services) -> None:
+    services.clock.at = at(int(TIMESTAMP) + 299)  # type: ignore[attr-defined]
+    assert (await services.callback.handle(SAMPLE_QUERY, SAMPLE_BODY.encode())).body.startswith("<xml>")
+
+
+async def test_a_message_for_another_account_is_forbidden(services: Services) -> None:
+    query, _ = safe_request(fixture("text"))
+    encrypted = encrypt(fixture("text"), app_id="wx0000000000000000")
+    query["msg_signature"] = sign(TOKEN, TIMESTAMP, NONCE, encrypted)
+    body = f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    with pytest.raises(Forbidden):
+        await services.callback.handle(query, body.encode())
+
+
+# --------------------------------------------------------------------------- echo check
+
+
+async def test_echo_check_returns_echostr_unchanged(services: Services) -> None:
+    assert services.callback.echo({**plain_query(), "echostr": "5837397520665436492"}) == "5837397520665436492"
+    # plaintext in every mode: the same answer when WeChat adds encrypt_type
+    assert services.callback.echo({**plain_query(), "echostr": "42", "encrypt_type": "aes"}) == "42"
+
+
+async def test_echo_check_refuses_a_bad_signature_or_a_missing_echostr(services: Services) -> None:
+    with pytest.raises(Forbidden):
+        services.callback.echo({**plain_query(), "signature": "0" * 40, "echostr": "42"})
+    with pytest.raises(Forbidden):
+        services.callback.echo({"echostr": "42"})
+    with pytest.raises(BadInput):
+        services.callback.echo(plain_query())
+
+
+# --------------------------------------------------------------------------- bad bodies
+
+
+@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, "<xml><a></xml>", "not xml", "<other/>", ""])
+async def test_dangerous_or_malformed_xml_is_bad_input(services: Services, body: str) -> None:
+    with pytest.raises(BadInput):
+        await services.callback.handle(plain_query(), body.encode())
+
+
+async def test_a_doctype_inside_the_encrypted_message_is_bad_input(services: Services) -> None:
+    query, body = safe_request(EXTERNAL_ENTITY)
+    with pytest.raises(BadInput):
+        await services.callback.handle(query, body)
+
+
+async def test_a_body_over_64_kib_is_too_large_before_anything_else(services: Services) -> None:
+    body = fixture("text", Content="长" * 22_000).encode()
+    assert len(body) > 65536
+    with pytest.raises(TooLarge):
+        await services.callback.handle({}, body)  # refused before the signature is even looked at
+
+
+async def test_not_utf8_and_missing_fields_are_bad_input(services: Services) -> None:
+    with pytest.raises(BadInput):
+        await services.callback.handle(plain_query(), fixture("text").encode("utf-16"))
+    no_sender = fixture("text").replace("<FromUserName><![CDATA[oyORnuP8q7ou2gfYjqLzSIWZf0rs]]></FromUserName>", "")
+    with pytest.raises(BadInput):
+        await services.callback.handle(plain_query(), no_sender.encode())
+    with pytest.raises(BadInput):
+        await services.callback.handle(plain_query(), fixture("text", CreateTime="yesterday").encode())
+    query, _ = safe_request(fixture("text"))
+    for garbage in ("not base64!", "QUJD", encrypt("")[:-4] + "AAA="):
+        query["msg_signature"] = sign(TOKEN, TIMESTAMP, NONCE, garbage)
+        with pytest.raises((BadInput, Forbidden)):
+            await services.callback.handle(query, f"<xml><Encrypt><![CDATA[{garbage}]]></Encrypt></xml>".encode())
+
+
+def test_markup_declarations_are_found_outside_cdata_and_comments_only() -> None:
+    assert declares_markup("<!DOCTYPE xml><xml/>")
+    assert declares_markup('<xml><!ENTITY a "b"></xml>')
+    assert declares_markup("<xml><![CDATA[unterminated</xml>")
+    assert not declares_markup("<xml><!-- <!DOCTYPE --><Content><![CDATA[<!DOCTYPE html>]]></Content></xml>")
+
+
+async def test_a_resident_may_type_doctype_in_a_text_message(services: Services) -> None:
+    assert "没有看懂" in await push(services.callback, fixture("text", Content="<!DOCTYPE html>"))
+
+
+# --------------------------------------------------------------------------- what the account says
+
+
+async def test_subscribe_welcomes_with_the_link_and_records_the_follow(services: Services) -> None:
+    text = await push(services.callback, fixture("event_subscribe"))
+    assert text.startswith("您好，欢迎关注！") and HOME in text
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None and identity.subscribed and identity.scene_institution_code is None
+
+
+async def test_following_through_an_institutions_qr_code_remembers_the_institution(services: Services) -> None:
+    await add_institution(services)
+    text = await push(services.callback, fixture("event_subscribe_scan"))
+    assert "莘县燕店镇卫生院" in text and HOME in text
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None and identity.subscribed and identity.scene_institution_code == "371522001"
+    # the fallback now names that institution's consultation phone
+    fallback = await push(services.callback, fixture("text", Content="今天天气怎么样", MsgId="9"))
+    assert "0635-7123456" in fallback and "莘县燕店镇卫生院" in fallback
+
+
+async def test_an_unknown_scene_is_not_credited(services: Services) -> None:
+    text = await push(services.callback, fixture("event_subscribe_scan", EventKey="qrscene_999999999"))
+    assert HOME in text
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None and identity.subscribed and identity.scene_institution_code is None
+
+
+async def test_a_follower_scanning_an_institution_code_is_credited_once(services: Services) -> None:
+    await add_institution(services)
+    await add_institution(services, upstream_id="inst-2", code="371522002", name="莘县王奉镇卫生院")
+    await push(services.callback, fixture("event_subscribe"))
+    await push(services.callback, fixture("event_scan", CreateTime="1409735670"))
+    await push(services.callback, fixture("event_scan", CreateTime="1409735671", EventKey="371522002"))
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None and identity.scene_institution_code == "371522001"
+
+
+async def test_unsubscribe_marks_the_identity_and_says_nothing(services: Services) -> None:
+    await push(services.callback, fixture("event_subscribe"))
+    assert await push(services.callback, fixture("event_unsubscribe", CreateTime="1409735690")) == ""
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None and not identity.subscribed
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        (replies.BIND, "建档时登记的手机号"),
+        (replies.ARCHIVE, "查看健康档案"),
+        (replies.FOLLOWUP, "随访和体检记录"),
+        (replies.HELP, "回复下面的词语"),
+        (replies.FEEDBACK, "给建档机构留言"),
+        ("NO_SUCH_KEY", "没有看懂"),
+    ],
+)
+async def test_menu_clicks_get_their_answer(services: Services, key: str, says: str) -> None:
+    text = await push(services.callback, fixture("event_click", EventKey=key))
+    assert says in text
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("绑定", "1. 打开 " + HOME),
+        (" 我想给孩子绑定档案 ", "1. 打开 " + HOME),
+        ("档案", "查看健康档案：\n" + HOME),
+        ("随访", "查看随访和体检记录：\n" + HOME),
+        ("帮助", "随访 — 查看随访和体检记录"),
+        ("？", "绑定 — 绑定本人或家人的健康档案"),
+        ("留言", "工作人员会在工作日内回复"),
+    ],
+)
+async def test_text_keywords_get_their_answer(services: Services, content: str, says: str) -> None:
+    assert says in await push(services.callback, fixture("text", Content=content))
+
+
+async def test_anything_else_gets_a_fallback_listing_keywords_and_whom_to_call(services: Services) -> None:
+    text = await push(services.callback, fixture("text", Content="你好"))
+    assert "绑定、档案、随访、留言 或 帮助" in text
+    assert "建档机构（社区卫生服务中心或乡镇卫生院）" in text
+    assert "没有看懂" in await push(services.callback, fixture("image"))
+
+
+async def test_a_view_click_needs_no_answer(services: Services) -> None:
+    assert await push(services.callback, fixture("event_view")) == ""
+
+
+# --------------------------------------------------------------------------- retries
+
+
+async def test_retries_get_the_same_reply_and_are_processed_once(services: Services) -> None:
+    cb = services.callback
+    query, body = safe_request(fixture("text", Content="档案"))
+    answers = [open_envelope((await cb.handle(query, body)).body) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    assert "查看健康档案" in element(answers[0], "Content")
+    assert cb.counts["processed"] == 1 and cb.counts["retried"] == 2
+
+
+async def test_a_retry_while_the_first_is_in_progress_waits_for_its_reply(services: Services) -> None:
+    cb = services.callback
+    xml = fixture("event_subscribe").encode()
+    first, second = await asyncio.gather(cb.handle(plain_query(), xml), cb.handle(plain_query(), xml))
+    assert first == second and "欢迎关注" in first.body
+    assert cb.counts["processed"] == 1
+
+
+async def test_a_retry_still_pending_at_the_deadline_answers_success(services: Services) -> None:
+    cb = callback_with(services, budget=0.2)
+    fields = {"MsgType": "text", "FromUserName": OPENID, "MsgId": "6054768590064713728"}
+    assert services.redis is not None
+    await services.redis.client.set(dedup_key(services.settings, dedup_id(fields)), "P", ex=60)
+    reply = await cb.handle(plain_query(), fixture("text").encode())
+    assert reply.body == "success" and cb.counts["processed"] == 0
+
+
+async def test_dedupe_keys_are_prefixed_hashed_and_expire(services: Services) -> None:
+    await push(services.callback, fixture("event_click"))
+    assert services.redis is not None
+    prefix = f"{services.settings.redis.key_prefix}:wechat:dedup:"
+    keys = [k.decode() async for k in services.redis.client.scan_iter(match=f"{services.settings.redis.key_prefix}:*")]
+    assert len(keys) == 1 and keys[0].startswith(prefix) and OPENID not in keys[0]
+    assert 60 <= await services.redis.client.ttl(keys[0]) <= 300
+
+
+async def test_two_different_clicks_in_one_second_are_both_answered(services: Services) -> None:
+    cb = services.callback
+    assert "查看健康档案" in await push(cb, fixture("event_click", EventKey=replies.ARCHIVE))
+    assert "随访和体检记录" in await push(cb, fixture("event_click", EventKey=replies.FOLLOWUP))
+    assert cb.counts["processed"] == 2
+
+
+# --------------------------------------------------------------------------- budget and Redis failures
+
+
+async def test_work_past_the_budget_answers_success_and_replies_by_customer_service(services: Services) -> None:
+    sent: list[tuple[str, str]] = []
+
+    async def send_custom(openid: str, text: str) -> None:
+        sent.append((openid, text))
+
+    cb = callback_with(services, send_custom=send_custom, budget=0.0)
+    xml = fixture("event_subscribe").encode()
+    assert (await cb.handle(plain_query(), xml)).body == "success"
+    assert (await cb.handle(plain_query(), xml)).body == "success"  # the retry: same answer
+    await cb.drain()
+    assert sent == [(OPENID, replies.welcome(HOME))]
+    assert cb.counts["processed"] == 1 and cb.counts["background"] == 1
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None and identity.subscribed
+
+
+async def test_work_past_the_budget_without_a_sender_is_logged_not_raised(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = callback_with(services, budget=0.0)
+    with caplog.at_level(logging.INFO, logger="wechat_backend"):
+        assert (await cb.handle(plain_query(), fixture("text", Content="帮助").encode())).body == "success"
+        await cb.drain()
+    assert "no customer-service sender" in caplog.text and OPENID not in caplog.text
+
+
+@pytest.fixture
+async def dead_redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
+    yield client
+    await client.aclose()
+
+
+async def test_with_redis_down_the_callback_still_answers_without_dedupe(
+    services: Services, dead_redis: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = callback_with(services, redis=dead_redis)
+    query, body = safe_request(fixture("text", Content="随访"))
+    with caplog.at_level(logging.WARNING, logger="wechat_backend"):
+        first = open_envelope((await cb.handle(query, body)).body)
+        second = open_envelope((await cb.handle(query, body)).body)
+    assert element(first, "Content") == element(second, "Content")
+    assert cb.counts["processed"] == 2 and cb.counts["no_dedupe"] == 2
+    assert "dedupe unavailable" in caplog.text and "text/" in caplog.text
+    assert OPENID not in caplog.text and "随访" not in caplog.text
+
+
+async def test_without_redis_configured_the_callback_answers(services: Services) -> None:
+    cb = callback_with(services, redis=None)
+    assert "欢迎关注" in await push(cb, fixture("event_subscribe"))

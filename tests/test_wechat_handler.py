@@ -1,0 +1,127 @@
+"""``/wechat`` over HTTP through the real app: statuses for bad input, identical answers to retries,
+and a server that keeps serving after each refusal."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from conftest import make_settings
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from wechat_sample import (
+    BILLION_LAUGHS,
+    EXTERNAL_ENTITY,
+    MSG_SIGNATURE,
+    OPENID,
+    SAMPLE_BODY,
+    SAMPLE_QUERY,
+    TIMESTAMP,
+    WECHAT_SETTINGS,
+    element,
+    fixture,
+    open_envelope,
+    plain_query,
+    safe_request,
+    sample_clock,
+)
+
+from wechat_backend.app import Services
+from wechat_backend.clock import FixedClock
+from wechat_backend.config import Settings
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return sample_clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, redis_url: str) -> Settings:
+    return make_settings(
+        tmp_path, db_url, redis_url, wechat=WECHAT_SETTINGS, server={"public_base_url": "https://jkda.example.cn"}
+    )
+
+
+async def fetch(base_url: str, query: dict[str, str], body: bytes | str | None = None) -> HTTPResponse:
+    method = "GET" if body is None else "POST"
+    url = f"{base_url}/wechat?{urlencode(query)}"
+    return await AsyncHTTPClient().fetch(url, method=method, body=body, raise_error=False)
+
+
+async def assert_still_serving(base_url: str) -> None:
+    r = await fetch(base_url, plain_query(), fixture("event_click", CreateTime="1409735699").encode())
+    assert r.code == 200 and "查看健康档案" in element(r.body.decode(), "Content")
+    health = await AsyncHTTPClient().fetch(base_url + "/healthz", raise_error=False)
+    assert health.code == 200 and json.loads(health.body) == {"status": "ok"}
+
+
+async def test_echo_check_answers_echostr_as_plain_text(base_url: str) -> None:
+    r = await fetch(base_url, {**plain_query(), "echostr": "5837397520665436492"})
+    assert r.code == 200 and r.body == b"5837397520665436492"
+    assert r.headers["Content-Type"].startswith("text/plain")
+    bad = await fetch(base_url, {**plain_query(), "signature": "0" * 40, "echostr": "1"})
+    assert bad.code == 403
+
+
+async def test_the_published_sample_gets_a_reply_that_decrypts_independently(base_url: str) -> None:
+    r = await fetch(base_url, SAMPLE_QUERY, SAMPLE_BODY)  # no cookie, no XSRF token: the signature is enough
+    assert r.code == 200 and r.headers["Content-Type"].startswith("application/xml")
+    inner = open_envelope(r.body.decode())
+    assert element(inner, "ToUserName") == OPENID
+    assert "绑定、档案、随访、留言 或 帮助" in element(inner, "Content")
+
+
+async def test_plaintext_mode_answers_in_plaintext(base_url: str) -> None:
+    r = await fetch(base_url, plain_query(), fixture("event_subscribe"))
+    assert r.code == 200
+    assert "https://jkda.example.cn/r/home" in element(r.body.decode(), "Content")
+
+
+async def test_retries_are_answered_identically_and_processed_once(base_url: str, services: Services) -> None:
+    query, body = safe_request(fixture("text", Content="绑定"))
+    answers = []
+    for _ in range(3):
+        r = await fetch(base_url, query, body)
+        assert r.code == 200
+        answers.append(open_envelope(r.body.decode()))
+    assert answers[0] == answers[1] == answers[2]
+    assert services.callback.counts["processed"] == 1 and services.callback.counts["retried"] == 2
+
+
+async def test_unsubscribe_is_answered_with_success(base_url: str) -> None:
+    r = await fetch(base_url, plain_query(), fixture("event_unsubscribe"))
+    assert r.code == 200 and r.body == b"success"
+
+
+def _bad_requests() -> list[tuple[str, dict[str, str], bytes, int]]:
+    stale = str(int(TIMESTAMP) - 400)
+    safe_query, safe_body = safe_request(fixture("text"))
+    return [
+        ("too large", plain_query(), fixture("text", Content="长" * 22_000).encode(), 413),
+        ("billion laughs", plain_query(), BILLION_LAUGHS.encode(), 400),
+        ("external entity", plain_query(), EXTERNAL_ENTITY.encode(), 400),
+        ("malformed", plain_query(), b"<xml><MsgType>text</xml>", 400),
+        ("not utf-8", plain_query(), fixture("text").encode("utf-16"), 400),
+        ("doctype inside the encrypted message", *safe_request(EXTERNAL_ENTITY), 400),
+        ("no signature", {}, fixture("text").encode(), 403),
+        ("bad signature", {**plain_query(), "signature": "f" * 40}, fixture("text").encode(), 403),
+        ("stale timestamp", plain_query(timestamp=stale), fixture("text").encode(), 403),
+        ("bad msg_signature", {**safe_query, "msg_signature": MSG_SIGNATURE}, safe_body, 403),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("why", "query", "body", "status"), _bad_requests(), ids=lambda v: v if isinstance(v, str) else ""
+)
+async def test_each_bad_input_gets_its_status_and_the_server_keeps_serving(
+    base_url: str, why: str, query: dict[str, str], body: bytes, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        r = await fetch(base_url, query, body)
+    assert r.code == status, why
+    assert b"Traceback" not in r.body and b"root:x:0" not in r.body
+    assert OPENID not in caplog.text and "signature=" not in caplog.text
+    await assert_still_serving(base_url)

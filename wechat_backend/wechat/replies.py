@@ -1,0 +1,112 @@
+"""What the official account says: the welcome, the keyword and menu answers, and the fallback.
+
+Plain, short lines in Simplified Chinese, each ending with what to do next. Pure functions: the
+callback decides which answer applies and passes in the links and the consultation phone.
+Passive text replies are limited to 2048 bytes; every text here stays far below.
+被动回复用户消息: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Passive_user_reply_message.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Menu CLICK keys (自定义菜单 key); `menu push` builds the menu with these.
+BIND = "BIND"
+ARCHIVE = "ARCHIVE"
+FOLLOWUP = "FOLLOWUP"
+HELP = "HELP"
+FEEDBACK = "FEEDBACK"
+MENU_KEYS = (BIND, ARCHIVE, FOLLOWUP, HELP, FEEDBACK)
+
+# Text keywords, in the order they are tried: "我要绑定档案" is about binding.
+KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("绑定", BIND),
+    ("档案", ARCHIVE),
+    ("随访", FOLLOWUP),
+    ("体检", FOLLOWUP),
+    ("留言", FEEDBACK),
+    ("帮助", HELP),
+)
+_HELP_WORDS = frozenset({"?", "？", "help"})
+
+# Answers that name the consultation phone (the callback looks it up only for these).
+NEEDS_CONTACT = frozenset({HELP, FEEDBACK})
+
+
+@dataclass(frozen=True)
+class Contact:
+    """The institution a resident can call: from the QR code they followed through, when known."""
+
+    institution: str | None = None
+    phone: str | None = None
+
+
+def keyword_key(text: str) -> str | None:
+    """The menu key a text message asks for, or None."""
+    text = text.strip()
+    if text.lower() in _HELP_WORDS:
+        return HELP
+    return next((key for word, key in KEYWORDS if word in text), None)
+
+
+def contact_line(contact: Contact) -> str:
+    if contact.phone:
+        who = contact.institution or "建档机构"
+        return f"有疑问请拨打{who}咨询电话：{contact.phone}"
+    return "有疑问请联系您的建档机构（社区卫生服务中心或乡镇卫生院）。"
+
+
+def welcome(home_url: str, institution: str | None = None) -> str:
+    hello = f"您好，欢迎关注！感谢您在{institution}扫码关注。" if institution else "您好，欢迎关注！"
+    return (
+        f"{hello}\n"
+        "在这里可以查看您本人和家人的居民电子健康档案，以及随访和体检记录。\n\n"
+        "第一次使用请先绑定档案（需要用建档时登记的手机号接收验证码）：\n"
+        f"{home_url}\n\n"
+        "回复“帮助”查看全部功能。"
+    )
+
+
+def answer(key: str, home_url: str, contact: Contact) -> str:
+    """The answer to a menu click or keyword; an unknown key gets the fallback."""
+    if key == BIND:
+        return (
+            "绑定健康档案：\n"
+            f"1. 打开 {home_url}\n"
+            "2. 填写姓名、身份证号（或档案编号）和建档时登记的手机号\n"
+            "3. 输入收到的短信验证码，完成绑定\n\n"
+            "也可以为孩子、父母等家人绑定，手机号须是他们档案里登记的号码。"
+        )
+    if key == ARCHIVE:
+        return (
+            f"查看健康档案：\n{home_url}\n\n"
+            "绑定后可以看到基本信息、健康体检和就诊记录。\n"
+            "还没有绑定？回复“绑定”查看步骤。"
+        )
+    if key == FOLLOWUP:
+        return (
+            f"查看随访和体检记录：\n{home_url}\n\n"
+            "每次随访和体检的日期、结果都在这里，下次随访前也会提醒您。\n"
+            "还没有绑定？回复“绑定”查看步骤。"
+        )
+    if key == FEEDBACK:
+        return (
+            "给建档机构留言：\n"
+            f"打开 {home_url}，在档案页面点“留言”，写下您的问题，工作人员会在工作日内回复。\n\n"
+            f"着急的事请直接打电话。{contact_line(contact)}"
+        )
+    if key == HELP:
+        return (
+            "回复下面的词语即可使用：\n"
+            "绑定 — 绑定本人或家人的健康档案\n"
+            "档案 — 查看健康档案\n"
+            "随访 — 查看随访和体检记录\n"
+            "留言 — 给建档机构留言\n"
+            "帮助 — 显示本说明\n\n"
+            f"{contact_line(contact)}"
+        )
+    return fallback(contact)
+
+
+def fallback(contact: Contact) -> str:
+    return f"抱歉，没有看懂您的意思。\n请回复：绑定、档案、随访、留言 或 帮助。\n\n{contact_line(contact)}"
