@@ -7,7 +7,7 @@ for the same synthetic JSON Lines file (``wechat_backend.seed.write_jsonl``, cac
 * **unavoidable work loop** — one process, no database: read each line, ``json.loads`` it, and do
   the cryptography every import must do for it, with the project's own key ring: an ``archive``
   line gets ``keyring.seal(personal fields, "archive:<upstream_id>")`` (the fields of
-  ``ArchiveLine.personal_fields()``) plus its HMAC-SM3 blind indexes (``keys.archive_indexes``);
+  ``ArchiveLine.personal_fields()``) plus its HMAC-SM3 blind indexes (``blind_index.archive_indexes``);
   a ``record`` line gets ``keyring.seal({kind, doctor, diagnosis_codes, payload},
   "record:<upstream_id>")``; an ``institution`` line is only parsed. Validation, privacy labels,
   SQL and the database are deliberately left out: this is the floor no import can go below;
@@ -59,11 +59,11 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
+from wechat_backend.blind_index import archive_indexes
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.crypto import KeyRing
 from wechat_backend.db import create_engine, upgrade
 from wechat_backend.ingest.lines import ArchiveLine, parse_line
-from wechat_backend.keys import archive_indexes
 from wechat_backend.seed import write_jsonl
 
 PROJECT = Path(__file__).resolve().parent.parent

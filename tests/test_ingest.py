@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from wechat_backend.app import Services
 from wechat_backend.db.models import Archive, County, Institution, ServiceRecord
-from wechat_backend.ingest import IngestService
+from wechat_backend.ingest.service import IngestService
 
 
 async def rows(services: Services, model: type) -> list:

@@ -17,7 +17,7 @@ from .counties import CountyService
 from .crypto import KeyRing
 from .db import create_engine, session_factory
 from .identities import IdentityService
-from .ingest import IngestService
+from .ingest.service import IngestService
 from .keys import KeyRotation
 from .privacy import check_policy
 from .redis_client import RedisHandle, open_redis

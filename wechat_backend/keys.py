@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .blind_index import archive_indexes
 from .crypto import DecryptError, KeyRing, key_id_of
 from .db.models import Archive, Feedback, Notification, ServiceRecord
 
@@ -38,21 +39,6 @@ TARGETS = (
     Target("notifications", Notification.__table__, "notification", "dedup_key"),
     Target("feedback", Feedback.__table__, "feedback", "public_id"),
 )
-
-
-def archive_indexes(keys: KeyRing, fields: dict[str, Any]) -> dict[str, Any]:
-    """The blind-index columns of an archive row from its decrypted personal fields."""
-
-    def bidx(purpose: str, value: str | None) -> int | None:
-        return keys.blind_index(purpose, value) if value else None
-
-    return {
-        "id_bidx": bidx("id_number", fields.get("id_number")),
-        "archive_no_bidx": bidx("archive_no", fields.get("archive_no")),
-        "phone_bidx": bidx("phone", fields.get("phone")),
-        "contact_phone_bidx": bidx("phone", fields.get("contact_phone")),
-        "bidx_fp": keys.blind_fingerprint,
-    }
 
 
 class KeyRotation:

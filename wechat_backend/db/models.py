@@ -9,7 +9,6 @@ record a row is, or which diagnosis it carries.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON, TypeDecorator
 
+from ..ids import new_public_id
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -38,11 +39,6 @@ NAMING = {
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def new_public_id() -> str:
-    """Opaque ids for URLs and APIs: 96 random bits, never the autoincrement key."""
-    return secrets.token_urlsafe(12)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

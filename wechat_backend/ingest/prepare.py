@@ -14,10 +14,10 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..blind_index import archive_indexes
 from ..config import IngestSettings, PrivacySettings, SecuritySettings
 from ..crypto import KeyRing
-from ..db.models import new_public_id, utcnow
-from ..keys import archive_indexes
+from ..ids import new_public_id
 from ..privacy import label_basic_info, label_record
 from .lines import ArchiveLine, InstitutionLine, LineError, RecordLine, parse_line
 
@@ -68,7 +68,7 @@ class Preparer:
 
     def prepare(self, chunk: list[RawLine], today: dt.date) -> Prepared:
         out = Prepared()
-        now = utcnow()
+        now = dt.datetime.now(dt.UTC)
         for no, raw, size in chunk:
             out.consumed += size
             if raw is not None and not raw.strip():

@@ -34,7 +34,7 @@ from ..config import IngestSettings, PrivacySettings, SecuritySettings
 from ..crypto import KeyRing
 from ..db.models import Archive, County, Institution, ServiceRecord, utcnow
 from .prepare import Prepared, Preparer, RawLine, init_worker, prepare_in_worker
-from .upsert import upsert
+from .upsert import lookup, upsert
 
 MAX_KEPT_ERRORS = 200
 
@@ -200,8 +200,7 @@ class IngestService:
             await self._write_records(s, p.records, counts, reject)
 
     async def _versions(self, s: AsyncSession, model: Any, upstream_ids: Iterable[str]) -> dict[str, int]:
-        rows = await s.execute(select(model.upstream_id, model.version).where(model.upstream_id.in_(set(upstream_ids))))
-        return dict(rows.all())
+        return await lookup(s, model.__table__, "version", set(upstream_ids))
 
     @staticmethod
     def _decide(items: list[tuple[Any, ...]], current: dict[str, int], counts: dict[str, int]) -> list[tuple[Any, ...]]:
@@ -290,9 +289,7 @@ class IngestService:
 
     async def _write_records(self, s: AsyncSession, items: list, counts: dict[str, int], reject: ErrorSink):
         wanted = {x.archive_upstream_id for _, x, _ in items}
-        archive_ids = dict(
-            (await s.execute(select(Archive.upstream_id, Archive.id).where(Archive.upstream_id.in_(wanted)))).all()
-        )
+        archive_ids = await lookup(s, Archive.__table__, "id", wanted)
         ok = []
         for no, x, row in items:
             archive_id = archive_ids.get(x.archive_upstream_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,8 +37,7 @@ async def _copy_upsert(s: AsyncSession, table: Table, rows: list[dict[str, Any]]
     stage = f"stage_{table.name}"
     names = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keep)
-    conn = await s.connection()
-    driver = (await conn.get_raw_connection()).driver_connection  # asyncpg, inside our transaction
+    driver = await _driver(s)
     # Table and column names come from our own models, never from input.
     await driver.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS "
@@ -49,3 +48,31 @@ async def _copy_upsert(s: AsyncSession, table: Table, rows: list[dict[str, Any]]
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} "
         f"ON CONFLICT (upstream_id) DO UPDATE SET {updates} WHERE {table.name}.version < EXCLUDED.version"
     )
+
+
+async def lookup(s: AsyncSession, table: Table, column: str, keys: set[str]) -> dict[str, Any]:
+    """``{upstream_id: row[column]}`` for the given upstream ids. On PostgreSQL one array parameter
+    (``= ANY($1)``) instead of a thousand expanded IN parameters, which cost more to compile and
+    plan than the lookup itself."""
+    if not keys:
+        return {}
+    if s.bind.dialect.name == "postgresql":
+        driver = await _driver(s)
+        rows = await driver.fetch(
+            f"SELECT upstream_id, {column} FROM {table.name} WHERE upstream_id = ANY($1::text[])", list(keys)
+        )
+        return {r[0]: r[1] for r in rows}
+    result = await s.execute(select(table.c.upstream_id, table.c[column]).where(table.c.upstream_id.in_(keys)))
+    return dict(result.all())
+
+
+async def _driver(s: AsyncSession) -> Any:
+    """The session's asyncpg connection, inside the session's transaction. SQLAlchemy opens the
+    database transaction lazily, on its first own statement; a statement sent straight to the
+    driver before that would run in autocommit (and a staging table ``ON COMMIT DELETE ROWS``
+    would empty itself at once). So make sure the transaction is open first."""
+    conn = await s.connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        await s.execute(select(1))
+    return driver
