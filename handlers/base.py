@@ -118,14 +118,12 @@ class NotFoundHandler(BaseHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: method, path without query string, status, time. No personal data."""
+    """Access log and metrics: method, path without query string, status, time. No personal data.
+    Metrics label by handler class, a bounded set, never by path."""
     status = handler.get_status()
+    seconds = handler.request.request_time()
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(
-        level,
-        "%d %s %s %.1fms",
-        status,
-        handler.request.method,
-        handler.request.path,
-        1000.0 * handler.request.request_time(),
-    )
+    access_log.log(level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path, 1000.0 * seconds)
+    services = handler.settings.get("services")
+    if services is not None:
+        services.metrics.observe(type(handler).__name__, handler.request.method or "", status, seconds)

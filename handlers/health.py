@@ -1,8 +1,14 @@
-"""Liveness for load balancers and process supervisors."""
+"""Operations: liveness, readiness, Prometheus metrics, WeChat's domain-verification files."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from tornado.web import url
+
+from wechat_backend.errors import Forbidden, NotFound, Unavailable
+from wechat_backend.health import failing_parts
+from wechat_backend.metrics import CONTENT_TYPE
 
 from .base import BaseHandler, public
 
@@ -14,4 +20,42 @@ class HealthHandler(BaseHandler):
         self.write({"status": "ok"})
 
 
-routes = [url(r"/healthz", HealthHandler, name="healthz")]
+class ReadyHandler(BaseHandler):
+    @public
+    async def get(self) -> None:
+        failing = await failing_parts(self.services.engine, self.services.redis)
+        self.set_header("Cache-Control", "no-store")
+        if failing:
+            raise Unavailable(f"服务暂时不可用：{'、'.join(failing)} 无法连接", failing=failing)
+        self.write({"status": "ok"})
+
+
+class MetricsHandler(BaseHandler):
+    @public
+    def get(self) -> None:
+        allowed = self.services.settings.server.metrics_allow
+        client = ipaddress.ip_address(self.request.remote_ip)
+        if not any(client in ipaddress.ip_network(cidr, strict=False) for cidr in allowed):
+            raise Forbidden()
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.write(self.services.metrics.render())
+
+
+class DomainVerificationHandler(BaseHandler):
+    """WeChat asks for ``MP_verify_<code>.txt`` at the site root to prove the domain is ours."""
+
+    @public
+    def get(self, name: str) -> None:
+        path = self.services.settings.data_dir / name
+        if not path.is_file():
+            raise NotFound()
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.write(path.read_bytes())
+
+
+routes = [
+    url(r"/healthz", HealthHandler, name="healthz"),
+    url(r"/readyz", ReadyHandler, name="readyz"),
+    url(r"/metrics", MetricsHandler, name="metrics"),
+    url(r"/(MP_verify_[A-Za-z0-9]{1,64}\.txt)", DomainVerificationHandler, name="domain_verification"),
+]

@@ -180,11 +180,88 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print("可用于绑定的演示居民（均为合成数据）：")
         for r in residents:
             print(f"  {r['name']}  身份证号 {r['id_number']}  手机 {r['phone']}  {r['county_name']}")
+        print(f"微信沙箱（模拟手机）：{settings.server.public_base_url}/sandbox/")
         print("按 Ctrl+C 停止。")
-        await _run_http(services, make_app)
+        await _run_http(services, make_app, on_ready=lambda: _push_demo_menu(services))
     finally:
         await services.close()
     return 0
+
+
+async def cmd_menu(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import build_services
+    from .wechat.api import WeChatError
+    from .wechat.menu import push_menu
+
+    services = await build_services(settings)
+    try:
+        try:
+            pushed = await push_menu(settings, services.wechat)
+        except WeChatError as exc:
+            raise CommandError(f"创建菜单失败：{_explain(exc)}") from None
+    finally:
+        await services.close()
+    names = "、".join(b["name"] for b in pushed.buttons)
+    print(f"已创建菜单：{names}；工作人员（标签 {settings.menu.staff_tag}）另有“工作台”菜单。")
+    return 0
+
+
+async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Config was validated by loading it; now the database, Redis and the WeChat credentials."""
+    from .app import build_services
+    from .db import current_revision
+    from .health import failing_parts
+    from .wechat.api import WeChatError
+
+    print(f"✓ 配置：{settings.server.mode} 模式，公网地址 {settings.server.public_base_url}")
+    services = await build_services(settings)
+    problems = 0
+    try:
+        failing = await failing_parts(services.engine, services.redis)
+        for part, name, hint in (
+            ("database", "数据库", "请检查 [database] url 及数据库是否启动"),
+            ("redis", "Redis", "请检查 [redis] url 及 Redis 是否启动"),
+        ):
+            print(f"✗ {name}：无法连接，{hint}" if part in failing else f"✓ {name}：可连接")
+            problems += part in failing
+        if "database" not in failing and await current_revision(services.engine) is None:
+            print("✗ 数据库结构：尚未初始化，请运行 wechat-backend db upgrade")
+            problems += 1
+        if services.tokens is not None:
+            try:
+                await services.tokens.get()
+                print("✓ 微信接口：AppID/AppSecret 有效，已取得接口调用凭据")
+            except WeChatError as exc:
+                print(f"✗ 微信接口：{_explain(exc)}")
+                problems += 1
+    finally:
+        await services.close()
+    print("检查通过。" if not problems else f"发现 {problems} 个问题，请按上面的提示处理。")
+    return 0 if not problems else 1
+
+
+_WECHAT_HINTS = {
+    40001: "接口调用凭据无效，请确认 AppSecret 正确且没有其他系统在另行获取凭据",
+    40013: "AppID 无效，请核对 [wechat] app_id",
+    40125: "AppSecret 无效，请核对 [wechat] app_secret（公众平台可重置）",
+    40164: "本机出口 IP 不在公众号的 IP 白名单中：请在公众平台“设置与开发 → 基本配置 → IP白名单”中加入本机 IP",
+    61004: "本机出口 IP 不在白名单中（61004），请在公众平台加入本机 IP",
+    45009: "接口调用已达当日上限，请明天再试或在公众平台清零",
+    -1: "微信系统繁忙，请稍后再试",
+}
+
+
+def _explain(exc: Exception) -> str:
+    errcode = getattr(exc, "errcode", None)
+    if errcode in _WECHAT_HINTS:
+        return f"{_WECHAT_HINTS[errcode]}（错误码 {errcode}）"
+    if errcode is not None:
+        return f"微信返回错误码 {errcode}，请对照公众平台全局返回码说明"
+    reason = getattr(exc, "reason", "")
+    return {
+        "timeout": "连接微信接口超时，请检查网络",
+        "connect": "无法连接微信接口，请检查网络与 [wechat] api_base_url",
+    }.get(reason, f"无法完成（{reason or type(exc).__name__}）")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -201,18 +278,35 @@ async def _require_schema(services: Any) -> None:
         raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
 
 
-async def _run_http(services: Any, make_app: Callable[[Any], Any]) -> None:
+async def _push_demo_menu(services: Any) -> None:
+    from .wechat.menu import push_menu
+
+    await push_menu(services.settings, services.wechat)
+
+
+# One request body at most this large reaches any handler; /wechat itself refuses more than 64 KiB.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+async def _run_http(
+    services: Any, make_app: Callable[[Any], Any], on_ready: Callable[[], Awaitable[None]] | None = None
+) -> None:
     s = services.settings.server
     app = make_app(services)
-    server = app.listen(s.port, address=s.host, xheaders=False)
+    server = app.listen(s.port, address=s.host, xheaders=False, max_body_size=MAX_BODY_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("listening on %s:%s", s.host, s.port)
+    if on_ready is not None:
+        await on_ready()
     await stop.wait()
     log.info("stopping: no new connections, finishing requests in flight")
     server.stop()
+    left = await app.drain(timeout=10.0)
+    if left:
+        log.warning("stopping with %d requests still in flight after 10 s", left)
     await server.close_all_connections()
 
 
@@ -249,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     c_set.add_argument("--phase", choices=("key_populations", "all"))
     c_sub.add_parser("list", help="列出各县的开放状态")
 
+    menu = sub.add_parser("menu", help="公众号菜单")
+    m_sub = menu.add_subparsers(dest="menu_command", required=True, metavar="<action>")
+    m_sub.add_parser("push", help="按 [menu] 创建公众号菜单（含工作人员的个性化菜单）")
+    sub.add_parser("check", help="检查配置、数据库、Redis 和微信接口凭据")
+
     keys = sub.add_parser("keys", help="加密密钥")
     k_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="<action>")
     k_sub.add_parser("rotate", help="用当前密钥重新加密全部数据并重建盲索引（可中断后继续）")
@@ -265,6 +364,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "import": cmd_import,
     "county": cmd_county,
     "keys": cmd_keys,
+    "menu": cmd_menu,
+    "check": cmd_check,
 }
 
 
@@ -274,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
+        if args.command == "demo":  # the demo talks to the built-in sandbox, never to WeChat
+            base = settings.server.public_base_url.rstrip("/")
+            sandbox = {"api_base_url": f"{base}/sandbox/", "open_base_url": f"{base}/sandbox/"}
+            settings = load_settings(args.config, overrides={"sandbox": {"enabled": True}, "wechat": sandbox})
         return asyncio.run(COMMANDS[args.command](settings, args))
     except (ConfigError, CommandError) as exc:
         print(f"错误：{exc}", file=sys.stderr)

@@ -6,7 +6,9 @@ Redis; ``Services.close`` releases them. Handlers reach services through the ``s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import tornado.web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,6 +21,7 @@ from .db import create_engine, session_factory
 from .identities import IdentityService
 from .ingest.service import IngestService
 from .keys import KeyRotation
+from .metrics import Metrics
 from .privacy import check_policy
 from .redis_client import RedisHandle, open_redis
 from .resources import resource_dir
@@ -47,8 +50,10 @@ class Services:
     web_sessions: SessionStore | None
     oauth: OAuthService | None
     callback: CallbackService
+    metrics: Metrics
 
     async def close(self) -> None:
+        await self.callback.drain()  # replies still being worked on in the background
         self.ingest.close()
         await self.wechat.close()
         if self.redis is not None:
@@ -90,19 +95,44 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         tokens=tokens,
         web_sessions=web_sessions,
         oauth=oauth,
-        # TODO(lead): wire send_custom to wechat.api (WeChatApi.send_custom_text) for replies after the budget.
+        # A reply that misses WeChat's 5 s budget goes out later as a customer-service message.
         callback=CallbackService(
             settings,
             sessions=sessions,
             redis=redis.client if redis else None,
             identities=identities,
             clock=clock,
-            send_custom=None,
+            send_custom=wechat.send_custom_text,
         ),
+        metrics=Metrics(wechat.calls.snapshot),
     )
 
 
-def make_app(services: Services) -> tornado.web.Application:
+class WebApp(tornado.web.Application):
+    """The Tornado application, counting requests in flight so a shutdown can let them finish."""
+
+    in_flight = 0
+
+    def get_handler_delegate(self, *args: Any, **kwargs: Any) -> Any:
+        # Called once a request's headers have arrived (start_request is also called for a
+        # keep-alive connection merely waiting for its next request, which is not in flight).
+        self.in_flight += 1
+        return super().get_handler_delegate(*args, **kwargs)
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        self.in_flight = max(0, self.in_flight - 1)  # every answered request passes here once
+        super().log_request(handler)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait until no request is in flight, or ``timeout`` seconds; returns how many remain."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.in_flight
+
+
+def make_app(services: Services) -> WebApp:
     from handlers import routes
     from handlers.base import NotFoundHandler, log_request
 
@@ -112,7 +142,7 @@ def make_app(services: Services) -> tornado.web.Application:
         from .sandbox import sandbox_routes  # the offline WeChat platform; never in production
 
         rules += sandbox_routes(s, clock=services.clock)
-    return tornado.web.Application(
+    return WebApp(
         rules,
         services=services,
         cookie_secret=s.server.cookie_secret,
