@@ -116,19 +116,32 @@
 
   function note(text) { addEntry("note", "chat-note", [el("span", { text: text })]); }
 
-  // A text reply may carry <a href="…">…</a> links, which WeChat shows as links; the rest is text.
+  // A text reply may carry <a href="…">…</a> links, which WeChat shows as links; WeChat also makes
+  // plain http(s) addresses tappable. The rest is text.
   function richText(text) {
     var box = el("div", { className: "bubble" });
     var re = /<a\s[^>]*?href\s*=\s*(["'])(.*?)\1[^>]*>([\s\S]*?)<\/a>/gi;
     var at = 0;
     var m;
     while ((m = re.exec(text)) !== null) {
-      box.appendChild(document.createTextNode(text.slice(at, m.index)));
+      plainText(box, text.slice(at, m.index));
       box.appendChild(link(m[3], m[2], "reply-link"));
       at = re.lastIndex;
     }
-    box.appendChild(document.createTextNode(text.slice(at)));
+    plainText(box, text.slice(at));
     return box;
+  }
+
+  function plainText(box, text) {
+    var re = /https?:\/\/[^\s<>"'，。）]+/g;
+    var at = 0;
+    var m;
+    while ((m = re.exec(text)) !== null) {
+      box.appendChild(document.createTextNode(text.slice(at, m.index)));
+      box.appendChild(link(m[0], m[0], "reply-link"));
+      at = re.lastIndex;
+    }
+    box.appendChild(document.createTextNode(text.slice(at)));
   }
 
   function link(label, url, test) {
