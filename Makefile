@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/wechat_endpoint.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ Database-backed tests take the ``db_url`` fixture, which runs them once per back
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import os
 import secrets
@@ -18,8 +19,10 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
-from wechat_backend.app import Services, build_services
+from wechat_backend.app import Services, build_services, make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.db import create_engine, upgrade
@@ -188,3 +191,39 @@ async def base_url(services: Services) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     server.stop()
     await server.close_all_connections()
+
+
+Live = tuple[str, Services]
+
+
+@pytest.fixture
+async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[Live]:
+    """``(base_url, services)``: the real app, sandbox mounted, its WeChat settings pointing at itself."""
+    sockets = bind_sockets(0, "127.0.0.1")
+    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    settings = make_settings(
+        tmp_path,
+        db_url,
+        redis_url,
+        server={"public_base_url": base},
+        sandbox={"enabled": True},
+        wechat={
+            "app_id": "wx" + secrets.token_hex(8),
+            "app_secret": secrets.token_hex(16),
+            "token": "e2e" + secrets.token_hex(8),
+            "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
+            "api_base_url": base + "/sandbox/",
+            "open_base_url": base + "/sandbox/",
+        },
+    )
+    services = await build_services(settings, clock=clock)
+    assert services.redis is not None
+    await services.redis.client.flushdb()
+    server = HTTPServer(make_app(services))
+    server.add_sockets(sockets)
+    try:
+        yield base, services
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await services.close()

@@ -7,44 +7,30 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from conftest import Live
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-
-from wechat_backend.app import build_services, make_app
 
 
 @pytest.fixture
-async def platform(tmp_path: Path, db_url: str, redis_url: str, clock) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """A live app with the sandbox mounted; yields its address and the environment for the CLI."""
-    sockets = bind_sockets(0, "127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    wechat = {"api_base_url": base + "/sandbox/", "open_base_url": base + "/sandbox/"}
-    settings = make_settings(
-        tmp_path, db_url, redis_url, sandbox={"enabled": True}, server={"public_base_url": base}, wechat=wechat
-    )
-    services = await build_services(settings)
-    server = HTTPServer(make_app(services))
-    server.add_sockets(sockets)
+def platform(live: Live, db_url: str, redis_url: str) -> tuple[str, dict[str, str]]:
+    """The live app (sandbox mounted) and the environment a CLI process needs to reach it."""
+    base, services = live
+    w = services.settings.wechat
     env = {k: v for k, v in os.environ.items() if not k.startswith("WB_")}
     env |= {
-        "WB_SERVER_DATA_DIR": settings.server.data_dir,  # the same generated app id and secret
+        "WB_SERVER_DATA_DIR": services.settings.server.data_dir,
         "WB_SERVER_PUBLIC_BASE_URL": base,
         "WB_DATABASE_URL": db_url,
         "WB_REDIS_URL": redis_url,
-        "WB_WECHAT_API_BASE_URL": base + "/sandbox/",
+        "WB_WECHAT_API_BASE_URL": w.api_base_url,
+        "WB_WECHAT_APP_ID": w.app_id,
+        "WB_WECHAT_APP_SECRET": w.app_secret,
+        "WB_WECHAT_TOKEN": w.token,
+        "WB_WECHAT_ENCODING_AES_KEY": w.encoding_aes_key,
     }
-    try:
-        yield base, env
-    finally:
-        server.stop()
-        await server.close_all_connections()
-        await services.close()
+    return base, env
 
 
 async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:

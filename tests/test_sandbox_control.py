@@ -10,17 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
 from test_sandbox_platform import Sandbox, echo, running_sandbox
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.messages import BaseMessage
 from wechatpy.utils import WeChatSigner
 
-from wechat_backend.app import Services, build_services, make_app
-from wechat_backend.clock import FixedClock
+from wechat_backend.app import Services
 from wechat_backend.sandbox import CallbackClient
 from wechat_backend.sandbox.callback import CallbackError
 
@@ -275,32 +272,6 @@ async def test_phone_page_and_its_assets(sandbox: Sandbox) -> None:
 
 
 # --------------------------------------------------------------------------- through the real app
-
-
-@pytest.fixture
-async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[tuple[str, Services]]:
-    """The real application with the sandbox mounted, pointing its WeChat settings at itself."""
-    sockets = bind_sockets(0, "127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    settings = make_settings(
-        tmp_path,
-        db_url,
-        redis_url,
-        server={"public_base_url": base},
-        sandbox={"enabled": True},
-        wechat={"api_base_url": base + "/sandbox/", "open_base_url": base + "/sandbox/"},
-    )
-    services = await build_services(settings, clock=clock)
-    assert services.redis is not None
-    await services.redis.client.flushdb()
-    server = HTTPServer(make_app(services))
-    server.add_sockets(sockets)
-    try:
-        yield base, services
-    finally:
-        server.stop()
-        await server.close_all_connections()
-        await services.close()
 
 
 async def test_the_real_backend_works_through_the_mounted_sandbox(live: tuple[str, Services]) -> None:

@@ -8,9 +8,7 @@ talks to "WeChat" over HTTP, and "WeChat" posts to our ``/wechat``, as in the de
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -20,12 +18,9 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from conftest import make_settings
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
+from conftest import Live
 
-from wechat_backend.app import Services, build_services, make_app
-from wechat_backend.clock import FixedClock
+__all__ = ["Browser", "Live", "as_menu_get", "click_keys"]  # Live (the running app) lives in tests/conftest.py
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,42 +32,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
-
-Live = tuple[str, Services]
-
-
-@pytest.fixture
-async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[Live]:
-    """``(base_url, services)``: the real app, sandbox mounted, its WeChat settings pointing at itself."""
-    sockets = bind_sockets(0, "127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    settings = make_settings(
-        tmp_path,
-        db_url,
-        redis_url,
-        server={"public_base_url": base},
-        sandbox={"enabled": True},
-        wechat={
-            "app_id": "wx" + secrets.token_hex(8),
-            "app_secret": secrets.token_hex(16),
-            "token": "e2e" + secrets.token_hex(8),
-            "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
-            "api_base_url": base + "/sandbox/",
-            "open_base_url": base + "/sandbox/",
-        },
-    )
-    services = await build_services(settings, clock=clock)
-    assert services.redis is not None
-    await services.redis.client.flushdb()
-    server = HTTPServer(make_app(services))
-    server.add_sockets(sockets)
-    try:
-        yield base, services
-    finally:
-        server.stop()
-        await server.close_all_connections()
-        await services.close()
-
 
 # --------------------------------------------------------------------------- the menu
 

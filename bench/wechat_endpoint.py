@@ -1,0 +1,910 @@
+"""``/wechat`` benchmark: the safe-mode callback against a bare Tornado handler, same core, same run.
+
+Run by ``make bench`` as ``.venv/bin/python bench/wechat_endpoint.py [options]``. Two server child
+processes, one after the other, each pinned to the first CPU this process may use:
+
+* **bare Tornado** — a ``tornado.web.RequestHandler`` whose ``post`` returns a fixed body (a
+  safe-mode text reply of the usual size): what Tornado alone costs per request;
+* **/wechat** — the real application (``build_services`` + ``make_app``) from real settings in
+  demo mode: a temp ``data_dir``, a fresh SQLite database migrated with
+  ``wechat_backend.db.upgrade``, Redis from ``$REDIS_URL`` or else the embedded server (empty
+  ``[redis] url``), known WeChat token / EncodingAESKey / app_id. Logging is set up as
+  ``wechat-backend serve`` sets it up (INFO, access log included) in both children; their stderr
+  goes to a file in the temp dir.
+
+The load generator is this process, pinned to the second CPU: an asyncio client (protocol
+callbacks, no streams) keeping ``--connections`` persistent HTTP/1.1 keep-alive connections, each
+sending its next request as soon as the previous response (Content-Length framed) is complete.
+Every request is built before its phase starts: distinct ``MsgId``, ``FromUserName`` and
+``Content``, encrypted with wechatpy's ``WeChatCrypto.encrypt_message``, with ``signature``,
+``msg_signature``, ``timestamp`` (now), ``nonce``, ``encrypt_type=aes`` and ``openid`` — so
+dedupe never answers from its cache and the client spends no CPU on crypto while measuring. Both
+servers get the same requests (the bare one ignores them).
+
+Phases (warm-up ``--warmup`` s, then ``--seconds`` s measured; requests completed in the window
+count): bare Tornado; /wechat with text messages that get the fallback answer; /wechat with 1 in
+10 messages a keyword (绑定, 档案, 随访, 体检, 留言, 帮助 in turn). Redis, when embedded, runs on the
+client's CPU so that the server's CPU holds the server process only.
+
+Checks: every response must be 200; 1 % of /wechat responses (kept during the run, checked after
+it) must decrypt to a text reply to the sender with the expected answer; the server's own counts
+must show every request processed once (no retry, no missing dedupe, nothing in the background).
+Any failure exits 1 (after printing and saving the results); a missed target prints MISSED and
+exits 0. Targets (from the issue): /wechat >= 0.5 x the bare handler's requests/s; p99 < 20 ms.
+
+``--profile`` runs the /wechat server under cProfile (its figures are then not comparable) and
+prints the top functions. Results go to stdout as a table and to
+``bench/results/wechat-endpoint-<UTC timestamp>.json`` and ``wechat-endpoint-latest.json``;
+progress goes to stderr. Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import re
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import tornado
+import wechatpy
+from wechatpy.crypto import WeChatCrypto
+
+from wechat_backend.config import Settings, load_settings
+from wechat_backend.db import create_engine, upgrade
+from wechat_backend.wechat import replies
+
+PROJECT = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT / "bench" / "results"
+
+RATIO_TARGET = 0.5
+P99_TARGET_MS = 20.0
+
+# Known WeChat values for the bench account (not secrets: a throwaway demo account).
+TOKEN = "wbBenchToken2026"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APP_ID = "wx5b6e1c0d2a3f4e71"
+ACCOUNT = "gh_0b5e1c0d2a3f"
+KEYWORD_EVERY = 10
+SAMPLE_EVERY = 100  # 1 % of /wechat responses are decrypted and checked after the phase
+READY_TIMEOUT = 60.0
+DRAIN_TIMEOUT = 10.0
+BUSY_SERVER = 0.95  # below this share of its CPU, the server was not what limited the phase
+BUSY_CLIENT = 0.90  # above this, the load generator may have been
+
+_STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+_FIELD = r"<{0}>(?:<!\[CDATA\[(.*?)\]\]>|([^<]*))</{0}>"
+
+
+class BenchError(Exception):
+    """The benchmark could not measure what it set out to (a server did not start, a reply was wrong)."""
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def bench_settings(data_dir: Path, key_prefix: str) -> Settings:
+    """Real settings in demo mode; Redis from $REDIS_URL, else the embedded server (empty url)."""
+    return load_settings(
+        environ={},
+        overrides={
+            "server": {"mode": "demo", "data_dir": str(data_dir)},
+            "database": {"url": f"sqlite+aiosqlite:///{(data_dir / 'bench.db').resolve()}"},
+            "redis": {"url": os.environ.get("REDIS_URL", ""), "key_prefix": key_prefix},
+            "wechat": {"token": TOKEN, "encoding_aes_key": AES_KEY, "app_id": APP_ID},
+        },
+    )
+
+
+async def migrate(settings: Settings) -> None:
+    engine = create_engine(settings.database.url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def home_url(settings: Settings) -> str:
+    return f"{settings.server.public_base_url.rstrip('/')}/r/home"
+
+
+# --------------------------------------------------------------------------- the server children
+
+
+def child_main(kind: str, config_path: str) -> int:
+    """A server child: pinned first (threads it starts inherit the CPU), then serves until SIGTERM."""
+    import logging
+
+    cfg = json.loads(Path(config_path).read_text())
+    os.sched_setaffinity(0, {cfg["server_cpu"]})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    serve = _serve_wechat if kind == "wechat" else _serve_bare
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def _announce(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def _until_sigterm() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve_bare(cfg: dict[str, Any]) -> None:
+    import tornado.web
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    body = cfg["bare_body"].encode()
+
+    class Bare(tornado.web.RequestHandler):
+        def post(self) -> None:
+            self.set_header("Content-Type", "application/xml; charset=utf-8")
+            self.finish(body)
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(tornado.web.Application([(r"/wechat", Bare)]), xheaders=False)
+    server.add_sockets(sockets)
+    _announce({"port": sockets[0].getsockname()[1], "pid": os.getpid(), "redis_pid": None})
+    await _until_sigterm()
+    server.stop()
+    await server.close_all_connections()
+    _announce({"counts": {}})
+
+
+async def _serve_wechat(cfg: dict[str, Any]) -> None:
+    import cProfile
+
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    from wechat_backend.app import build_services, make_app
+
+    settings = bench_settings(Path(cfg["data_dir"]), cfg["key_prefix"])
+    services = await build_services(settings)
+    try:
+        embedded = services.redis.embedded if services.redis else None
+        redis_pid = getattr(embedded, "pid", None) if embedded is not None else None
+        if redis_pid:
+            os.sched_setaffinity(redis_pid, {cfg["client_cpu"]})  # keep the server's CPU for the server
+        sockets = bind_sockets(0, "127.0.0.1")
+        server = HTTPServer(make_app(services), xheaders=False)  # as `wechat-backend serve` (app.listen)
+        server.add_sockets(sockets)
+        profiler = cProfile.Profile() if cfg.get("profile_path") else None
+        if profiler is not None:
+            profiler.enable()
+        _announce({"port": sockets[0].getsockname()[1], "pid": os.getpid(), "redis_pid": redis_pid})
+        await _until_sigterm()
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(cfg["profile_path"])
+        server.stop()
+        await server.close_all_connections()
+        counts = dict(services.callback.counts)
+    finally:
+        await services.close()
+    _announce({"counts": counts})
+
+
+@dataclass
+class Child:
+    kind: str
+    proc: subprocess.Popen[str]
+    port: int
+    pid: int
+    redis_pid: int | None
+    stderr_path: Path
+    final: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM, wait, and read the child's last line (its counts)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self._reap_redis()
+        for line in out.splitlines():
+            with contextlib.suppress(ValueError):
+                self.final = json.loads(line)
+        if self.proc.returncode != 0 or "counts" not in self.final:
+            raise BenchError(f"{self.kind} server exited with {self.proc.returncode}; {self.stderr_tail()}")
+        return self.final["counts"]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reap_redis()
+
+    def _reap_redis(self) -> None:
+        """The embedded redis-server stops with its owner; if the owner died hard, stop it here."""
+        if self.redis_pid and _alive(self.redis_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.redis_pid, signal.SIGTERM)
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        try:
+            tail = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "no stderr"
+        return "stderr tail:\n" + "\n".join(tail)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def start_child(kind: str, cfg: dict[str, Any], tmp: Path) -> Child:
+    config_path = tmp / f"{kind}-child.json"
+    config_path.write_text(json.dumps(cfg))
+    stderr_path = tmp / f"{kind}-server.log"
+    with stderr_path.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(config_path)],
+            cwd=PROJECT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
+    line = proc.stdout.readline() if ready else ""
+    try:
+        hello = json.loads(line)
+    except ValueError:
+        hello = {}
+    if "port" not in hello:
+        proc.kill()
+        proc.wait()
+        tail = stderr_path.read_text(errors="replace").splitlines()[-15:]
+        raise BenchError(f"{kind} server did not start; stderr tail:\n" + "\n".join(tail))
+    return Child(kind, proc, hello["port"], hello["pid"], hello["redis_pid"], stderr_path)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a request asked, to check its reply: the sender and the expected answer."""
+
+    openid: str
+    expected: str
+
+
+def _sign(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+def _field(xml: str, tag: str) -> str:
+    m = re.search(_FIELD.format(tag), xml, re.S)
+    if not m:
+        raise BenchError(f"no <{tag}> in {xml[:80]!r}")
+    return m.group(1) if m.group(1) is not None else m.group(2)
+
+
+class RequestFactory:
+    """Safe-mode text pushes as WeChat sends them, each with its own MsgId, sender and content."""
+
+    def __init__(self, settings: Settings, port: int, first_seq: int) -> None:
+        self._crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
+        self._host = f"127.0.0.1:{port}"
+        self._home = home_url(settings)
+        self.seq = first_seq
+        self._keywords = [word for word, _ in replies.KEYWORDS]
+
+    def content(self, keyword_every: int | None) -> tuple[str, str]:
+        """(text the resident typed, the answer the account should give)."""
+        n = self.seq
+        if keyword_every and n % keyword_every == 0:
+            word = self._keywords[(n // keyword_every) % len(self._keywords)]
+            text = f"{word} {n}"
+        else:
+            text = f"请问社区医院周末几点开门？第{n}次"
+        menu_key = replies.keyword_key(text)
+        if keyword_every is None and menu_key is not None:
+            raise BenchError(f"fallback text {text!r} matches keyword {menu_key}")
+        return text, replies.answer(menu_key or "", self._home, replies.Contact())
+
+    def build(self, count: int, keyword_every: int | None) -> tuple[list[bytes], list[Sent]]:
+        requests: list[bytes] = []
+        sent: list[Sent] = []
+        for _ in range(count):
+            self.seq += 1
+            text, expected = self.content(keyword_every)
+            openid = f"oBench{self.seq:022d}"
+            now = str(int(time.time()))
+            nonce = str(secrets.randbelow(10**10))
+            inner = (
+                f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{now}</CreateTime>"
+                f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+                f"<MsgId>{7_000_000_000_000_000_000 + self.seq}</MsgId></xml>"
+            )
+            envelope = self._crypto.encrypt_message(inner, nonce, now)
+            encrypted = _field(envelope, "Encrypt")
+            query = (
+                f"signature={_sign(TOKEN, now, nonce)}&timestamp={now}&nonce={nonce}&openid={openid}"
+                f"&encrypt_type=aes&msg_signature={_field(envelope, 'MsgSignature')}"
+            )
+            body = (
+                f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+            ).encode()
+            head = (
+                f"POST /wechat?{query} HTTP/1.1\r\nHost: {self._host}\r\nUser-Agent: Mozilla/4.0\r\nAccept: */*\r\n"
+                f"Pragma: no-cache\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            requests.append(head + body)
+            sent.append(Sent(openid, expected))
+        return requests, sent
+
+    def reply_like(self) -> str:
+        """A safe-mode text reply of the usual size: the bare handler's fixed body."""
+        inner = (
+            f"<xml><ToUserName><![CDATA[oBench{0:022d}]]></ToUserName><FromUserName><![CDATA[{ACCOUNT}]]>"
+            f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{replies.fallback(replies.Contact())}]]></Content></xml>"
+        )
+        return self._crypto.encrypt_message(inner, "1234567890", str(int(time.time())))
+
+
+def check_reply(body: bytes, sent: Sent, crypto: WeChatCrypto) -> str | None:
+    """None when ``body`` is a sealed text reply to ``sent.openid`` saying ``sent.expected``."""
+    try:
+        xml = body.decode("utf-8")
+        inner = crypto.decrypt_message(xml, _field(xml, "MsgSignature"), _field(xml, "TimeStamp"), _field(xml, "Nonce"))
+        root = ElementTree.fromstring(inner)  # our own server's output, checked for the benchmark
+    except Exception as exc:
+        return f"reply does not decrypt ({type(exc).__name__})"
+    fields = {child.tag: child.text or "" for child in root}
+    if fields.get("MsgType") != "text":
+        return f"MsgType {fields.get('MsgType')!r}, expected text"
+    if fields.get("ToUserName") != sent.openid or fields.get("FromUserName") != ACCOUNT:
+        return "reply not addressed to the sender"
+    if fields.get("Content") != sent.expected:
+        return "unexpected reply text"
+    return None
+
+
+# --------------------------------------------------------------------------- the load generator
+
+
+class Load:
+    """One phase: ``connections`` keep-alive connections, closed loop, window [warm-up end, end]."""
+
+    def __init__(self, requests: list[bytes], limit: int, cycle: bool, sample_every: int | None) -> None:
+        self.requests = requests
+        self.limit = limit  # most requests this phase may send
+        self.cycle = cycle  # the bare phase reuses its requests; /wechat never sends one twice
+        self.sample_every = sample_every
+        self.next_index = 0
+        self.measuring = False
+        self.stopping = False
+        self.exhausted_at: float | None = None
+        self.in_window = 0
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.completed = 0
+        self.samples: list[tuple[int, bytes]] = []
+        self.errors: list[str] = []
+        self.window_end = math.inf
+        self.idle = asyncio.Event()
+        self.open = 0
+
+    def take(self) -> tuple[int, bytes] | None:
+        if self.stopping:
+            return None
+        i = self.next_index
+        if i >= self.limit or (not self.cycle and i >= len(self.requests)):
+            if self.exhausted_at is None:
+                self.exhausted_at = time.perf_counter()
+            return None
+        self.next_index = i + 1
+        return i, self.requests[i % len(self.requests)]
+
+    def done(self, index: int, status: int, started: float, body: bytes) -> None:
+        now = time.perf_counter()
+        self.completed += 1
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if self.measuring and now <= self.window_end:
+            self.in_window += 1
+            self.latencies.append(now - started)
+        if self.sample_every and index % self.sample_every == 0:
+            self.samples.append((index, body))
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, load: Load) -> None:
+        self.load = load
+        self.buf = b""
+        self.index = -1
+        self.started = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.load.open += 1
+
+    def send_next(self) -> None:
+        item = self.load.take()
+        if item is None:
+            self.busy = False
+            self._maybe_idle()
+            return
+        self.index, request = item
+        self.busy = True
+        self.started = time.perf_counter()
+        assert self.transport is not None
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            pos = head.find(b"\r\ncontent-length:")
+            if pos < 0:
+                self._fail("response without Content-Length")
+                return
+            eol = head.find(b"\r\n", pos + 2)
+            length = int(head[pos + 17 : eol if eol >= 0 else len(head)])
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return
+            m = _STATUS.match(self.buf)
+            status = int(m.group(1)) if m else 0
+            body = self.buf[end + 4 : total]
+            self.buf = self.buf[total:]
+            if not self.busy:
+                self._fail("response without a request")
+                return
+            self.load.done(self.index, status, self.started, body)
+            self.send_next()
+
+    def _fail(self, why: str) -> None:
+        self.load.errors.append(why)
+        self.busy = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.load.open -= 1
+        if self.busy:
+            self.load.errors.append(f"connection lost mid-request ({type(exc).__name__ if exc else 'closed'})")
+            self.busy = False
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self.busy:
+            self.load.idle.set()
+
+
+@dataclass
+class Phase:
+    name: str
+    requests: int  # completed in the measured window
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    sent: int  # all requests of the phase, warm-up and drain included
+    statuses: dict[str, int]
+    server_cpu: float  # share of one CPU used by the server process during the window
+    client_cpu: float  # the same for this load generator
+    redis_cpu: float | None
+    note: str = ""
+    reply_checks: int = 0
+    reply_failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def non_200(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s != "200")
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a whole process (all its threads), from /proc."""
+    if not pid:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] * 1000
+
+
+async def _drive(load: Load, child: Child, args: argparse.Namespace) -> tuple[float, dict[str, float]]:
+    loop = asyncio.get_running_loop()
+    conns: list[Connection] = []
+    for _ in range(args.connections):
+        _, proto = await loop.create_connection(lambda: Connection(load), "127.0.0.1", child.port)
+        conns.append(proto)
+    for c in conns:
+        c.send_next()
+    await asyncio.sleep(args.warmup)
+    cpu0 = (_cpu_seconds(child.pid), time.process_time(), _cpu_seconds(child.redis_pid))
+    started = time.perf_counter()
+    load.measuring = True
+    load.window_end = started + args.seconds
+    await asyncio.sleep(args.seconds)
+    ended = time.perf_counter()
+    cpu1 = (_cpu_seconds(child.pid), time.process_time(), _cpu_seconds(child.redis_pid))
+    load.stopping = True
+    load.measuring = False
+    deadline = loop.time() + DRAIN_TIMEOUT
+    while any(c.busy for c in conns) and loop.time() < deadline:
+        load.idle.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(load.idle.wait(), max(0.01, deadline - loop.time()))
+    stuck = sum(c.busy for c in conns)
+    if stuck:
+        load.errors.append(f"{stuck} requests unanswered {DRAIN_TIMEOUT:.0f} s after the window")
+    for c in conns:
+        if c.transport is not None:
+            c.transport.close()
+    await asyncio.sleep(0.05)
+    if load.exhausted_at is not None and load.exhausted_at < ended:
+        ended = max(started, load.exhausted_at)
+    span = ended - started
+    cpu = {
+        "server": (cpu1[0] - cpu0[0]) / args.seconds,
+        "client": (cpu1[1] - cpu0[1]) / args.seconds,
+        "redis": (cpu1[2] - cpu0[2]) / args.seconds,
+    }
+    return span, cpu
+
+
+def run_phase(
+    name: str, child: Child, requests: list[bytes], args: argparse.Namespace, *, cycle: bool, sample: bool
+) -> tuple[Phase, Load]:
+    load = Load(requests, args.max_requests, cycle, SAMPLE_EVERY if sample else None)
+    log(f"{name}: {args.connections} connections, {args.warmup:g} s warm-up + {args.seconds:g} s ...")
+    span, cpu = asyncio.run(_drive(load, child, args))
+    ordered = sorted(load.latencies)
+    note = ""
+    if load.exhausted_at is not None:
+        note = f"request pool ran out after {load.next_index:,} requests: window cut to {span:.1f} s"
+    phase = Phase(
+        name=name,
+        requests=load.in_window,
+        seconds=span,
+        p50_ms=_percentile(ordered, 0.50),
+        p90_ms=_percentile(ordered, 0.90),
+        p99_ms=_percentile(ordered, 0.99),
+        max_ms=ordered[-1] * 1000 if ordered else math.nan,
+        sent=load.next_index,
+        statuses={str(k): v for k, v in sorted(load.statuses.items())},
+        server_cpu=cpu["server"],
+        client_cpu=cpu["client"],
+        redis_cpu=cpu["redis"] if child.redis_pid else None,
+        note=note,
+        errors=list(dict.fromkeys(load.errors)),
+    )
+    log(f"  {phase.rate:,.0f} req/s, p50 {phase.p50_ms:.1f} ms, p99 {phase.p99_ms:.1f} ms")
+    return phase, load
+
+
+def verify_samples(phase: Phase, load: Load, sent: list[Sent]) -> None:
+    crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
+    for index, body in load.samples:
+        phase.reply_checks += 1
+        problem = check_reply(body, sent[index], crypto)
+        if problem:
+            phase.reply_failures.append(f"request {index}: {problem}")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple[list[Phase], dict[str, Any]]:
+    settings = bench_settings(tmp, f"bench{secrets.token_hex(3)}")
+    asyncio.run(migrate(settings))
+    cfg: dict[str, Any] = {
+        "server_cpu": cpus[0],
+        "client_cpu": cpus[1],
+        "data_dir": str(tmp),
+        "key_prefix": settings.redis.key_prefix,
+        "profile_path": str(args.profile_path) if args.profile else "",
+    }
+    # Phase 1: bare Tornado, with the same requests (a pool reused in turn).
+    factory = RequestFactory(settings, 0, first_seq=0)
+    cfg["bare_body"] = factory.reply_like()
+    bare_child = start_child("bare", cfg, tmp)
+    try:
+        pool, _ = RequestFactory(settings, bare_child.port, first_seq=0).build(2000, None)
+        bare, _ = run_phase("bare Tornado handler", bare_child, pool, args, cycle=True, sample=False)
+        bare_child.stop()
+    finally:
+        bare_child.kill()
+    # Phases 2 and 3: /wechat; a fresh request for every send, sized from the bare rate (it cannot beat it).
+    phases = [bare]
+    wechat_child = start_child("wechat", cfg, tmp)
+    try:
+        factory = RequestFactory(settings, wechat_child.port, first_seq=10**9)
+        size = min(args.max_requests, int(bare.rate * (args.warmup + args.seconds) * 1.25) + 4 * args.connections)
+        processed = 0
+        for name, every in (("/wechat fallback text", None), (f"/wechat 1 in {KEYWORD_EVERY} keyword", KEYWORD_EVERY)):
+            log(f"building {size:,} encrypted requests for {name} ...")
+            pool, sent = factory.build(size, every)
+            phase, load = run_phase(name, wechat_child, pool, args, cycle=False, sample=True)
+            verify_samples(phase, load, sent)
+            processed += load.completed
+            phases.append(phase)
+            del pool, sent
+        counts = wechat_child.stop()
+    finally:
+        wechat_child.kill()
+    server = {"counts": counts, "responses": processed, "redis": "REDIS_URL" if settings.redis.url else "embedded"}
+    return phases, server
+
+
+def server_problems(server: dict[str, Any]) -> list[str]:
+    counts = server["counts"]
+    problems = []
+    if counts.get("processed", 0) != server["responses"]:
+        problems.append(f"server processed {counts.get('processed', 0):,} messages, client got {server['responses']:,}")
+    for name in ("retried", "no_dedupe", "background"):
+        if counts.get(name):
+            problems.append(f"server counted {counts[name]:,} {name}")
+    return problems
+
+
+def machine_info(cpus: tuple[int, int]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "cpu_model": None,
+        "server_cpu": cpus[0],
+        "client_cpu": cpus[1],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "tornado": tornado.version,
+        "wechatpy": wechatpy.__version__,
+        "loadavg_start": os.getloadavg(),
+        "git": None,
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "wechat_backend", "handlers"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        info["git"] = head + (" + uncommitted changes in wechat_backend/ or handlers/" if dirty else "")
+    return info
+
+
+# --------------------------------------------------------------------------- output
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
+def report(
+    phases: list[Phase], server: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    bare = phases[0]
+    print(
+        f"{'phase':<26}{'requests':>10}{'seconds':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
+        f"{'server CPU':>12}{'client CPU':>12}"
+    )
+    for p in phases:
+        print(
+            f"{p.name:<26}{p.requests:>10,}{p.seconds:>9.1f}{p.rate:>9,.0f}{_ms(p.p50_ms):>8}{_ms(p.p99_ms):>8}"
+            f"{p.rate / bare.rate:>7.2f}{p.server_cpu:>12.0%}{p.client_cpu:>12.0%}"
+        )
+    targets: dict[str, Any] = {}
+    for p in phases[1:]:
+        ratio = p.rate / bare.rate
+        ratio_ok, p99_ok = ratio >= RATIO_TARGET, p.p99_ms < P99_TARGET_MS
+        print(f"{p.name}: ratio {ratio:.2f} (target >= {RATIO_TARGET:.2f})  {verdict(ratio_ok)}")
+        print(f"{p.name}: p99 {p.p99_ms:.1f} ms (target < {P99_TARGET_MS:.0f} ms)  {verdict(p99_ok)}")
+        targets[p.name] = {
+            "ratio": {"value": ratio, "target": f">= {RATIO_TARGET}", "met": ratio_ok},
+            "p99_ms": {"value": p.p99_ms, "target": f"< {P99_TARGET_MS}", "met": p99_ok},
+        }
+    for p in phases:
+        statuses = ", ".join(f"{s}: {n:,}" for s, n in p.statuses.items())
+        checked = f"; {p.reply_checks} replies decrypted and checked" if p.reply_checks else ""
+        print(f"  {p.name}: {p.sent:,} requests sent (warm-up, window and drain), statuses {statuses}{checked}")
+        if p.redis_cpu is not None:
+            print(f"    embedded redis-server (on the client's CPU) used {p.redis_cpu:.0%} of a CPU")
+        if p.note:
+            print(f"    note: {p.note}")
+    for p in phases:
+        if p.server_cpu < BUSY_SERVER:
+            print(
+                f"WARNING: {p.name}: the server process got {p.server_cpu:.0%} of its CPU;"
+                " something else ran on it (or the client could not keep it busy): figures skewed"
+            )
+        if p.client_cpu > BUSY_CLIENT:
+            print(
+                f"WARNING: {p.name}: the load generator used {p.client_cpu:.0%} of its CPU: figures may be client-bound"
+            )
+    counts = ", ".join(f"{k}={v:,}" for k, v in sorted(server["counts"].items()))
+    print(f"/wechat server counts: {counts or 'none'} (client got {server['responses']:,} responses)")
+    if args.profile:
+        print("PROFILED RUN: /wechat ran under cProfile; its figures are not comparable with the bare handler")
+    print(
+        f"ratio = req/s / bare Tornado handler's req/s (same run, same core); {args.connections} connections,"
+        f" {args.warmup:g} s warm-up, {args.seconds:g} s window; p50/p99 over the window's requests"
+    )
+    print(
+        f"machine: {machine['cpus']} CPUs ({machine['cpu_model'] or 'unknown model'}), server on CPU"
+        f" {machine['server_cpu']}, client on CPU {machine['client_cpu']}; Python {machine['python']},"
+        f" Tornado {machine['tornado']}, wechatpy {machine['wechatpy']}; SQLite, Redis {server['redis']}"
+    )
+    load = [" / ".join(f"{a:.1f}" for a in machine[k]) for k in ("loadavg_start", "loadavg_end")]
+    print(f"load average (1/5/15 min) at start {load[0]}, at end {load[1]}; code: {machine['git'] or 'unknown'}")
+    return {
+        "phases": [
+            asdict(p) | {"requests_per_second": p.rate, "ratio": p.rate / bare.rate, "non_200": p.non_200}
+            for p in phases
+        ],
+        "targets": targets,
+        "server": server,
+        "machine": machine,
+        "options": {
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "connections": args.connections,
+            "max_requests": args.max_requests,
+            "profile": args.profile,
+        },
+    }
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    print("\n/wechat server profile (cProfile, whole server lifetime after start-up):")
+    print(out.getvalue().rstrip())
+    print(f"profile: {path.relative_to(PROJECT)}  (python -m pstats {path.relative_to(PROJECT)})")
+
+
+def save(result: dict[str, Any], stamp: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
+    path = RESULTS / f"wechat-endpoint-{stamp}.json"
+    path.write_text(text)
+    (RESULTS / "wechat-endpoint-latest.json").write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="measured window per phase (default 10)")
+    p.add_argument("--warmup", type=float, default=2.0, help="warm-up before each window (default 2)")
+    p.add_argument("--connections", type=int, default=32, help="keep-alive connections (default 32)")
+    p.add_argument(
+        "--max-requests", type=int, default=200_000, help="most requests one phase may send (default 200,000)"
+    )
+    p.add_argument("--profile", action="store_true", help="run the /wechat server under cProfile")
+    args = p.parse_args(argv)
+    if args.seconds <= 0 or args.warmup < 0 or args.connections < 1 or args.max_requests < args.connections:
+        p.error("--seconds must be > 0, --warmup >= 0, --connections >= 1, --max-requests >= --connections")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return child_main(argv[1], argv[2])
+    args = parse_args(argv)
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        print("bench/wechat_endpoint.py needs two CPUs (server on one, load generator on the other)", file=sys.stderr)
+        return 1
+    cpus = (allowed[0], allowed[1])
+    os.sched_setaffinity(0, {cpus[1]})
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.profile_path = RESULTS / f"wechat-endpoint-{stamp}.pstats"
+    if args.profile:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: the children stop
+    machine = machine_info(cpus)
+    try:
+        with tempfile.TemporaryDirectory(prefix="wb-bench-wechat-") as tmp:
+            phases, server = measure(args, Path(tmp), cpus)
+    except BenchError as exc:
+        print(f"bench/wechat_endpoint.py failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench/wechat_endpoint.py interrupted", file=sys.stderr)
+        return 130
+    machine["loadavg_end"] = os.getloadavg()
+    result = report(phases, server, machine, args)
+    if args.profile:
+        print_profile(args.profile_path)
+        result["profile"] = str(args.profile_path.relative_to(PROJECT))
+    failures = [f"{p.name}: {n:,} non-200 responses {p.statuses}" for p in phases if (n := p.non_200)]
+    failures += [f"{p.name}: {e}" for p in phases for e in p.errors]
+    failures += [f"{p.name}: {f}" for p in phases for f in p.reply_failures[:5]]
+    failures += [f"{p.name}: no reply was sampled" for p in phases[1:] if not p.reply_checks]
+    failures += server_problems(server)
+    result["failures"] = failures
+    print(f"results: {save(result, stamp).relative_to(PROJECT)}")
+    if failures:
+        print("FAILED: the responses were not all correct:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
