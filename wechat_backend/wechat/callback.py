@@ -44,7 +44,7 @@ from wechatpy.utils import check_signature
 
 from ..clock import Clock
 from ..config import ConfigError, Settings
-from ..db.models import Institution
+from ..db.models import Identity, Institution
 from ..errors import BadInput, Forbidden
 from ..identities import IdentityService
 from ..redis_client import key
@@ -102,6 +102,18 @@ async def find_institution(s: AsyncSession, code: str) -> Contact | None:
     """The institution's name and consultation phone, or None when the code is unknown."""
     row = (await s.execute(select(Institution.name, Institution.consult_phone).where(Institution.code == code))).first()
     return Contact(row.name, row.consult_phone) if row else None
+
+
+async def find_contact(s: AsyncSession, openid: str) -> Contact:
+    """The institution a follower came through (first QR scene), in one query; empty if none."""
+    row = (
+        await s.execute(
+            select(Institution.name, Institution.consult_phone)
+            .join(Identity, Identity.scene_institution_code == Institution.code)
+            .where(Identity.channel == "oa", Identity.openid == openid)
+        )
+    ).first()
+    return Contact(row.name, row.consult_phone) if row else Contact()
 
 
 class CallbackService:
@@ -228,15 +240,18 @@ class CallbackService:
         self.counts["processed"] += 1
         task = asyncio.ensure_future(self._dispatch(message))
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        try:
-            text = await asyncio.wait_for(asyncio.shield(task), timeout=remaining)
-        except TimeoutError:
+        # asyncio.wait, not wait_for(shield(...)): no extra tasks per message, and the work is
+        # not cancelled when the budget runs out — it goes on in the background.
+        done, _ = await asyncio.wait({task}, timeout=remaining)
+        if not done:
             self._continue_in_background(task, message.source, label)
             text = None
-        except Exception:
+        elif task.exception() is not None:
             if claimed:
                 await self._redis_call(label, "delete", dedup_key(self._settings, did))
-            raise
+            raise task.exception()  # type: ignore[misc]
+        else:
+            text = task.result()
         inner = self._render(message, text) if text else ""
         if claimed:
             await self._redis_call(label, "set", dedup_key(self._settings, did), _DONE + inner, ex=DEDUP_TTL)
@@ -270,7 +285,8 @@ class CallbackService:
         """One Redis command, bounded in time; failures are logged (no personal data) and give _FAILED."""
         assert self._redis is not None
         try:
-            return await asyncio.wait_for(getattr(self._redis, command)(*args, **kwargs), REDIS_TIMEOUT)
+            async with asyncio.timeout(REDIS_TIMEOUT):  # no task per call, unlike wait_for
+                return await getattr(self._redis, command)(*args, **kwargs)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("wechat dedupe unavailable (%s) for %s: answering without it", type(exc).__name__, label)
             return _FAILED
@@ -342,11 +358,8 @@ class CallbackService:
 
     async def _contact(self, openid: str) -> Contact:
         """The consultation phone of the institution the resident followed through, when known."""
-        identity = await self._identities.by_openid("oa", openid)
-        if identity is None or not identity.scene_institution_code:
-            return Contact()
         async with self._sessions() as s:
-            return await find_institution(s, identity.scene_institution_code) or Contact()
+            return await find_contact(s, openid)
 
 
 def _word(value: str) -> str:
