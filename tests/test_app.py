@@ -124,8 +124,11 @@ async def test_shutdown_drain_waits_for_a_request_in_flight(services, tmp_path, 
         await asyncio.sleep(0.2)
         assert app.in_flight == 1
         server.stop()  # no new connections
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         assert await app.drain(timeout=5) == 0
-        assert slow.done() and (await slow).code == 200
+        assert loop.time() - started >= 0.3  # it waited for the slow answer (600 ms, 200 ms gone)
+        assert (await asyncio.wait_for(slow, 5)).code == 200  # which did reach the client
     finally:
         await server.close_all_connections()
         await svc.close()
