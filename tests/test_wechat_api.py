@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,16 +26,8 @@ async def platform() -> AsyncIterator[Platform]:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def make_api(platform: Platform, redis: aioredis.Redis) -> AsyncIterator[Callable[..., WeChatApi]]:
+async def make_api(platform: Platform, redis: aioredis.Redis, prefix: str) -> AsyncIterator[Callable[..., WeChatApi]]:
     """A WeChatApi wired as build_services wires it, with [wechat] overrides; one key prefix per test."""
-    prefix = f"t{secrets.token_hex(3)}"
     made: list[WeChatApi] = []
 
     def make(with_tokens: bool = True, **wechat: Any) -> WeChatApi:

@@ -4,7 +4,6 @@ only when it is still the one that failed. Each "process" here has its own Redis
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,18 +20,6 @@ from wechat_backend.wechat.token import REFRESH_AHEAD_SECONDS, AccessTokenStore,
 async def platform() -> AsyncIterator[Platform]:
     async with running_platform() as p:
         yield p
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{secrets.token_hex(3)}"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import make_settings
 from ingest_lines import institution
 from wechat_sample import (
     BILLION_LAUGHS,
@@ -25,38 +23,22 @@ from wechat_sample import (
     SIGNATURE,
     TIMESTAMP,
     TOKEN,
-    WECHAT_SETTINGS,
     element,
     encrypt,
     fixture,
     open_envelope,
     plain_query,
     safe_request,
-    sample_clock,
     sign,
 )
 
 from wechat_backend.app import Services
-from wechat_backend.clock import FixedClock
-from wechat_backend.config import Settings
 from wechat_backend.errors import BadInput, Forbidden, TooLarge
 from wechat_backend.wechat import replies
 from wechat_backend.wechat.callback import CallbackService, dedup_id, dedup_key
 from wechat_backend.wechat.xml_guard import declares_markup
 
 HOME = "https://jkda.example.cn/r/home"
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return sample_clock()
-
-
-@pytest.fixture
-def settings(tmp_path: Path, db_url: str, redis_url: str) -> Settings:
-    return make_settings(
-        tmp_path, db_url, redis_url, wechat=WECHAT_SETTINGS, server={"public_base_url": "https://jkda.example.cn"}
-    )
 
 
 def at(timestamp: int) -> dt.datetime:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import make_settings
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from wechat_sample import (
     BILLION_LAUGHS,
@@ -19,30 +17,14 @@ from wechat_sample import (
     SAMPLE_BODY,
     SAMPLE_QUERY,
     TIMESTAMP,
-    WECHAT_SETTINGS,
     element,
     fixture,
     open_envelope,
     plain_query,
     safe_request,
-    sample_clock,
 )
 
 from wechat_backend.app import Services
-from wechat_backend.clock import FixedClock
-from wechat_backend.config import Settings
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return sample_clock()
-
-
-@pytest.fixture
-def settings(tmp_path: Path, db_url: str, redis_url: str) -> Settings:
-    return make_settings(
-        tmp_path, db_url, redis_url, wechat=WECHAT_SETTINGS, server={"public_base_url": "https://jkda.example.cn"}
-    )
 
 
 async def fetch(base_url: str, query: dict[str, str], body: bytes | str | None = None) -> HTTPResponse:
