@@ -1,0 +1,34 @@
+"""SMS for the binding code, behind one small interface (:class:`SmsSender`).
+
+* ``console`` (demo only): the message lands in the sandbox's SMS inbox.
+* ``tencent``: 腾讯云短信 through ``tencentcloud-sdk-python-sms``.
+* ``aliyun``: 阿里云短信 through ``alibabacloud_dysmsapi20170525``.
+
+``send`` never raises for provider or network trouble; it returns an :class:`SmsResult` whose
+``outcome`` is one of :data:`OUTCOMES` and whose ``message`` tells the resident what to do next.
+The phone is logged masked only; the code never.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .sender import MESSAGES, OUTCOMES, BindCodeSms, SmsResult, SmsSender
+
+__all__ = ["MESSAGES", "OUTCOMES", "BindCodeSms", "SmsResult", "SmsSender", "make_sender"]
+
+
+def make_sender(settings: Settings) -> SmsSender:
+    """The sender ``[sms] provider`` names. A provider missing a credential raises ``ConfigError``."""
+    sms = settings.sms
+    # Each SDK is imported only when configured: the demo and most commands need neither.
+    if sms.provider == "tencent":
+        from .tencent import TencentSender
+
+        return TencentSender(sms)
+    if sms.provider == "aliyun":
+        from .aliyun import AliyunSender
+
+        return AliyunSender(sms)
+    from .console import ConsoleSender
+
+    return ConsoleSender(sms.endpoint or settings.wechat.api_base_url, sms.timeout_seconds)
