@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 from tornado.routing import Rule
 
-from . import health, oauth, resident, wechat
+from . import api, health, oauth, resident, wechat
 
 if TYPE_CHECKING:
     from wechat_backend.app import Services
 
 
 def routes(services: Services) -> list[Rule]:
-    return [*health.routes, *oauth.routes, *resident.routes, *wechat.routes]
+    return [*health.routes, *oauth.routes, *resident.routes, *api.routes, *wechat.routes]

@@ -230,6 +230,7 @@ async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -
             "api_base_url": base + "/sandbox/",
             "open_base_url": base + "/sandbox/",
         },
+        miniprogram={"app_id": "wx" + secrets.token_hex(8), "app_secret": secrets.token_hex(16)},
     )
     services = await build_services(settings, clock=clock)
     assert services.redis is not None

@@ -92,11 +92,13 @@ async def test_malformed_or_unknown_ids_are_not_logged_in(store: SessionStore, s
     assert await store.load(secrets.token_hex(16)) is None
 
 
-async def test_without_redis_nobody_is_logged_in(clock: FixedClock) -> None:
+async def test_without_redis_sessions_are_unavailable_not_logged_out(clock: FixedClock) -> None:
     client = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1.0)
     store = SessionStore(SessionSettings(), client, clock, key_prefix="t")
     try:
-        assert await store.load(secrets.token_hex(16)) is None
+        with pytest.raises(Unavailable):
+            await store.load(secrets.token_hex(16))
+        assert await store.load("malformed") is None  # never reaches Redis
         with pytest.raises(Unavailable):
             await store.open(7)
         with pytest.raises(Unavailable):

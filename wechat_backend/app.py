@@ -13,6 +13,8 @@ from typing import Any
 import tornado.web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .binding import BindingService, BoundArchives, ConsentService, RateLimits
+from .binding.notice import binding_notice
 from .clock import Clock
 from .config import ConfigError, Settings, database_url
 from .counties import CountyService
@@ -25,10 +27,11 @@ from .metrics import Metrics
 from .privacy import check_policy
 from .redis_client import RedisHandle, open_redis
 from .resources import resource_dir
+from .sms import SmsSender, make_sender
 from .web_sessions import SessionStore
 from .wechat.api import WeChatApi, WeChatHttp
 from .wechat.callback import CallbackService
-from .wechat.oauth import OAuthService
+from .wechat.oauth import MiniProgramLogin, OAuthService
 from .wechat.token import AccessTokenStore
 
 
@@ -49,12 +52,18 @@ class Services:
     tokens: AccessTokenStore | None
     web_sessions: SessionStore | None
     oauth: OAuthService | None
+    mp_login: MiniProgramLogin | None
     callback: CallbackService
     metrics: Metrics
+    sms: SmsSender
+    consent: ConsentService
+    binding: BindingService
+    bound: BoundArchives
 
     async def close(self) -> None:
         await self.callback.drain()  # replies still being worked on in the background
         self.ingest.close()
+        await self.sms.close()
         await self.wechat.close()
         if self.redis is not None:
             await self.redis.close()
@@ -78,6 +87,21 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
     wechat = WeChatApi(settings.wechat, settings.miniprogram, wechat_http, tokens)
     web_sessions = SessionStore(settings.session, redis.client, clock, key_prefix=prefix) if redis else None
     oauth = OAuthService(settings, redis.client, wechat, identities, web_sessions) if redis and web_sessions else None
+    mp_login = MiniProgramLogin(wechat, identities, web_sessions) if web_sessions else None
+    metrics = Metrics(wechat.calls.snapshot)
+    sms = make_sender(settings)
+    consent = ConsentService(sessions, clock)
+    binding = BindingService(
+        settings,
+        sessions=sessions,
+        keyring=keyring,
+        limits=RateLimits(redis.client if redis else None, clock),
+        sms=sms,
+        consent=consent,
+        clock=clock,
+        on_sms=metrics.count_sms,
+        notify=binding_notice(settings, wechat, sessions, clock.now),
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -95,6 +119,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         tokens=tokens,
         web_sessions=web_sessions,
         oauth=oauth,
+        mp_login=mp_login,
         # A reply that misses WeChat's 5 s budget goes out later as a customer-service message.
         callback=CallbackService(
             settings,
@@ -104,7 +129,11 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
             clock=clock,
             send_custom=wechat.send_custom_text,
         ),
-        metrics=Metrics(wechat.calls.snapshot),
+        metrics=metrics,
+        sms=sms,
+        consent=consent,
+        binding=binding,
+        bound=BoundArchives(sessions, keyring, settings.privacy, clock),
     )
 
 

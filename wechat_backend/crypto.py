@@ -139,6 +139,12 @@ class KeyRing:
         full = int.from_bytes(h.finalize()[:8], "big")
         return full >> (64 - self.blind_index_bits)
 
+    def mac(self, purpose: str, value: str) -> bytes:
+        """Full-length keyed HMAC-SM3 (for one-time codes and rate-limit keys: never stored in clear)."""
+        h = self._purpose_key(purpose).copy()
+        h.update(value.encode())
+        return h.finalize()
+
     @property
     def blind_fingerprint(self) -> str:
         """Names the blind-index key and width, so ``keys rotate`` can tell stale indexes."""

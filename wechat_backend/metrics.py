@@ -45,10 +45,16 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_WeChatCalls(wechat_calls))
+        self._sms = Counter(
+            "wb_sms_sends", "Binding-code SMS by provider and result", ["provider", "outcome"], registry=self.registry
+        )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self._requests.labels(route, method, str(status)).inc()
         self._latency.labels(route).observe(seconds)
+
+    def count_sms(self, provider: str, outcome: str) -> None:
+        self._sms.labels(provider, outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

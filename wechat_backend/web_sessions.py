@@ -4,7 +4,8 @@ Timeouts follow ASVS L2 (``[session]``): a resident session ends after ``idle_mi
 request (30 by default) and in any case ``absolute_hours`` after login (12); staff sessions idle out
 after ``staff_idle_minutes`` (15). Both limits are checked with the injectable clock on every load;
 the Redis TTL only clears abandoned sessions away. The key holds a SHA-256 of the id, so reading
-Redis does not hand out live session ids. If Redis is down nobody is logged in (fail closed).
+Redis does not hand out live session ids. If Redis is down nobody is logged in: pages and the API
+answer 503 (fail closed).
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class SessionStore:
         return session_id
 
     async def load(self, session_id: str) -> Session | None:
-        """The live session with this id, its idle timer restarted; None when unknown, expired,
-        malformed, or when Redis does not answer."""
+        """The live session with this id, its idle timer restarted; None when unknown, expired or
+        malformed. Redis not answering raises :class:`Unavailable`."""
         if not _SESSION_ID.fullmatch(session_id or ""):
             return None
         key = session_key(self._prefix, session_id)
@@ -100,8 +101,9 @@ class SessionStore:
                 xx=True,
             )
         except RedisError:
-            log.warning("session store unavailable: treating the caller as not logged in")
-            return None
+            # 503, not "log in again": a login would fail the same way and loop through WeChat.
+            log.warning("session store unavailable: answering 503")
+            raise Unavailable() from None
         return Session(session.id, session.identity_id, session.kind, session.created_at, now)
 
     async def close(self, session_id: str) -> None:

@@ -159,6 +159,44 @@ class Binding(Timestamps, Base):
     relation: Mapped[str] = mapped_column(String(10))  # self, child, parent, spouse, other
 
 
+class Consent(Base):
+    """The privacy notice an identity agreed to (PIPL art. 29: separate consent for health data)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("identity_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(20))
+    agreed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BindAttempt(Timestamps, Base):
+    """One request to bind an archive: the code goes to a phone the archive registers.
+
+    Only a keyed hash of the current code is kept. ``status``: ``sending`` (committed, the SMS not
+    yet handed over), ``sent``, ``failed`` (the provider refused), ``verified``, ``locked`` (too
+    many wrong codes). ``target`` says which registered phone got the code: ``phone`` or
+    ``contact_phone``.
+    """
+
+    __tablename__ = "bind_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"), index=True)
+    relation: Mapped[str] = mapped_column(String(10))
+    target: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(10))
+    code_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    code_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+    last_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(20))  # the SMS provider's result
+
+
 class Staff(Timestamps, Base):
     __tablename__ = "staff"
 
@@ -230,7 +268,9 @@ __all__ = [
     "Archive",
     "AuditEvent",
     "Base",
+    "BindAttempt",
     "Binding",
+    "Consent",
     "County",
     "Feedback",
     "Identity",

@@ -325,6 +325,14 @@ class WeChatApi:
                 "cgi-bin/tags/members/batchtagging", {"openid_list": list(openids[start : start + 50]), "tagid": tag_id}
             )
 
+    async def user_unionid(self, openid: str) -> str | None:
+        """A follower's unionid from 获取用户基本信息 (only when the account is bound to an open
+        platform account; ``snsapi_base`` login never carries it).
+        https://developers.weixin.qq.com/doc/offiaccount/User_Management/Get_users_basic_information_UnionID.html"""
+        answer = await self.get_json("cgi-bin/user/info", {"openid": openid, "lang": "zh_CN"})
+        unionid = answer.get("unionid")
+        return unionid if isinstance(unionid, str) and unionid else None
+
     # ------------------------------------------------------------------ login
 
     async def oauth_exchange(self, code: str) -> OAuthGrant:

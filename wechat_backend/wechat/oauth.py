@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..config import Settings
-from ..errors import NotLoggedIn, Unavailable
+from ..errors import BadInput, NotLoggedIn, Unavailable
 from ..identities import IdentityService, IdentityView
 from ..web_sessions import SessionStore
 from .api import WeChatApi, WeChatApiError, WeChatUnavailable
@@ -129,7 +129,49 @@ class OAuthService:
             # 快照页模式：a virtual openid, not the person; they must open the page in WeChat proper.
             raise NotLoggedIn()
         identity = await self._identities.upsert("oa", grant.openid, unionid=grant.unionid)
+        if identity.unionid is None:
+            identity = await self._link_unionid(identity)
         if previous_session_id:
             await self._sessions.close(previous_session_id)
         session_id = await self._sessions.open(identity.id, "resident")
         return OAuthLogin(identity=identity, session_id=session_id, next_path=next_path)
+
+    async def _link_unionid(self, identity: IdentityView) -> IdentityView:
+        """Ask the platform for a follower's unionid, so their mini-program identity links to this
+        one. Best effort: a login never fails for it."""
+        try:
+            unionid = await self._api.user_unionid(identity.openid)
+        except (WeChatApiError, WeChatUnavailable) as exc:
+            log.info("unionid lookup skipped: %s", type(exc).__name__)
+            return identity
+        if unionid is None:
+            return identity
+        return await self._identities.upsert("oa", identity.openid, unionid=unionid)
+
+
+class MiniProgramLogin:
+    """``POST /api/v1/mp/login {code}``: ``jscode2session``, the mini-program identity (linked to
+    the official-account one by unionid when the platform gives it) and a bearer session. The
+    ``session_key`` is neither kept nor logged."""
+
+    def __init__(self, api: WeChatApi, identities: IdentityService, sessions: SessionStore) -> None:
+        self._api = api
+        self._identities = identities
+        self._sessions = sessions
+
+    async def login(self, code: str) -> str:
+        if not isinstance(code, str) or not _MP_CODE.fullmatch(code):
+            raise BadInput("code", "登录凭证无效，请重新打开小程序")
+        try:
+            grant = await self._api.code2session(code)
+        except WeChatApiError as exc:
+            if exc.errcode in _CODE_ERRORS:
+                raise NotLoggedIn("登录凭证无效或已使用，请重新打开小程序") from None
+            raise Unavailable() from None
+        except WeChatUnavailable:
+            raise Unavailable() from None
+        identity = await self._identities.upsert("mp", grant.openid, unionid=grant.unionid)
+        return await self._sessions.open(identity.id, "resident")
+
+
+_MP_CODE = re.compile(r"[0-9A-Za-z_-]{1,128}")

@@ -1,0 +1,213 @@
+"""``/api/v1/openapi.json``: the resident JSON API as OpenAPI 3.1, written next to the routes it
+describes (``handlers/api.py``) so the two change together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _error(status: str, codes: str) -> dict[str, Any]:
+    return {
+        "description": f"{status}: {codes}",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _body(ref: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _ok(ref: str, description: str = "成功") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+_AUTH = [{"bearer": []}, {"cookie": []}]
+_COMMON = {"401": _error("401", "not_logged_in"), "503": _error("503", "unavailable")}
+_STR = {"type": "string"}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,24}$"}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "居民健康档案 · 居民接口",
+        "version": "1",
+        "description": "小程序用 Bearer 令牌（POST /api/v1/mp/login 取得），公众号网页用登录后的会话 Cookie"
+        "（此时非 GET 请求须带 X-XSRFToken 头）。错误均为 JSON {error, message}，message 为可直接展示的中文。",
+    },
+    "paths": {
+        "/api/v1/mp/login": {
+            "post": {
+                "summary": "小程序登录：wx.login 的 code 换取令牌",
+                "requestBody": _body("MpLogin"),
+                "responses": {"200": _ok("Token"), "400": _error("400", "bad_input"), **_COMMON},
+            }
+        },
+        "/api/v1/consent": {
+            "get": {"summary": "当前隐私说明", "responses": {"200": _ok("Notice")}},
+            "post": {
+                "summary": "同意当前版本的隐私说明（首次绑定前必须）",
+                "security": _AUTH,
+                "requestBody": _body("ConsentIn"),
+                "responses": {"200": _ok("ConsentOut"), "400": _error("400", "bad_input（版本已更新）"), **_COMMON},
+            },
+        },
+        "/api/v1/bind/start": {
+            "post": {
+                "summary": "开始绑定：核对姓名、身份证号（或新生儿的档案编号）与档案登记手机号，发送验证码",
+                "security": _AUTH,
+                "requestBody": _body("BindStart"),
+                "responses": {
+                    "201": _ok("BindStarted", "验证码已发送"),
+                    "400": _error("400", "bad_input（含 field）；mismatch（姓名、证件号、手机号任一不符，答复相同）"),
+                    "403": _error("403", "consent_required；not_open（暂未开放自助查询，含 consult_phone）"),
+                    "409": _error("409", "conflict（已绑定或超过绑定数量）"),
+                    "429": _error("429", "rate_limited，见 Retry-After"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/api/v1/bind/resend": {
+            "post": {
+                "summary": "重新发送验证码（60 秒后，新码取代旧码）",
+                "security": _AUTH,
+                "requestBody": _body("BindId"),
+                "responses": {
+                    "200": _ok("BindStarted"),
+                    "404": _error("404", "not_found"),
+                    "429": _error("429", "rate_limited"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/api/v1/bind/verify": {
+            "post": {
+                "summary": "提交验证码，完成绑定（5 分钟内有效，最多输错 5 次）",
+                "security": _AUTH,
+                "requestBody": _body("BindVerify"),
+                "responses": {
+                    "200": _ok("Archive", "绑定成功，返回该档案"),
+                    "400": _error("400", "bad_input（field=code：错误、过期或已失效）"),
+                    "404": _error("404", "not_found（不是本人发起的绑定）"),
+                    "409": _error("409", "conflict"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/api/v1/archives": {
+            "get": {"summary": "我绑定的档案", "security": _AUTH, "responses": {"200": _ok("ArchiveList"), **_COMMON}}
+        },
+        "/api/v1/archives/{id}": {
+            "get": {
+                "summary": "一份已绑定的档案",
+                "security": _AUTH,
+                "parameters": [_ID],
+                "responses": {"200": _ok("Archive"), "404": _error("404", "not_found"), **_COMMON},
+            }
+        },
+        "/api/v1/archives/{id}/bindings": {
+            "get": {
+                "summary": "档案本人查看有哪些微信绑定了这份档案",
+                "security": _AUTH,
+                "parameters": [_ID],
+                "responses": {"200": _ok("BindingList"), "404": _error("404", "not_found（不是档案本人）"), **_COMMON},
+            }
+        },
+        "/api/v1/bindings/{id}": {
+            "delete": {
+                "summary": "解除绑定（本人的绑定，或档案本人解除他人的绑定）",
+                "security": _AUTH,
+                "parameters": [_ID],
+                "responses": {"204": {"description": "已解除"}, "404": _error("404", "not_found"), **_COMMON},
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "cookie": {"type": "apiKey", "in": "cookie", "name": "wb_session"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": _STR, "message": _STR, "field": _STR, "consult_phone": _STR},
+            },
+            "MpLogin": {"type": "object", "required": ["code"], "properties": {"code": _STR}},
+            "Token": {"type": "object", "properties": {"token": _STR, "expires_in": {"type": "integer"}}},
+            "Notice": {
+                "type": "object",
+                "properties": {"version": _STR, "title": _STR, "text": _STR, "agreed": {"type": "boolean"}},
+            },
+            "ConsentIn": {"type": "object", "required": ["version"], "properties": {"version": _STR}},
+            "ConsentOut": {"type": "object", "properties": {"version": _STR, "agreed": {"type": "boolean"}}},
+            "BindStart": {
+                "type": "object",
+                "required": ["name", "phone", "relation"],
+                "properties": {
+                    "name": _STR,
+                    "id_number": {"type": "string", "description": "18 位身份证号；与 archive_no 二选一"},
+                    "archive_no": {"type": "string", "description": "17 位档案编号（尚无身份证号的新生儿）"},
+                    "phone": {"type": "string", "description": "档案登记的手机号（家人可用登记的联系人电话）"},
+                    "relation": {"enum": ["self", "child", "parent", "spouse", "other"]},
+                },
+            },
+            "BindStarted": {
+                "type": "object",
+                "properties": {
+                    "bind_id": _STR,
+                    "phone": {"type": "string", "description": "接收验证码的手机号（部分隐藏）"},
+                    "expires_in": {"type": "integer"},
+                    "resend_after": {"type": "integer"},
+                },
+            },
+            "BindId": {"type": "object", "required": ["bind_id"], "properties": {"bind_id": _STR}},
+            "BindVerify": {
+                "type": "object",
+                "required": ["bind_id", "code"],
+                "properties": {"bind_id": _STR, "code": {"type": "string", "pattern": "^[0-9]{6}$"}},
+            },
+            "Archive": {
+                "type": "object",
+                "properties": {
+                    "id": _STR,
+                    "name": {"type": "string", "description": "部分隐藏，如 刘**"},
+                    "id_number": {"type": ["string", "null"], "description": "部分隐藏"},
+                    "gender": _STR,
+                    "age": {"type": "integer"},
+                    "institution": _STR,
+                    "consult_phone": _STR,
+                    "open": {"type": "boolean", "description": "false 时只显示 message（暂未开放自助查询）"},
+                    "message": _STR,
+                    "binding_id": _STR,
+                    "relation": _STR,
+                },
+            },
+            "ArchiveList": {
+                "type": "object",
+                "properties": {"archives": {"type": "array", "items": {"$ref": "#/components/schemas/Archive"}}},
+            },
+            "BindingList": {
+                "type": "object",
+                "properties": {
+                    "bindings": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": _STR,
+                                "relation": _STR,
+                                "relation_label": _STR,
+                                "channel": _STR,
+                                "bound_at": _STR,
+                                "is_me": {"type": "boolean"},
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,94 @@
+"""Reading an archive row for a resident: decrypt its personal fields, decide whether its owner may
+see it now (``privacy.visibility``), and the masked summary a resident's screen shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .config import PrivacySettings
+from .crypto import KeyRing
+from .db.models import Archive, County, Institution
+from .privacy import Decision, VisibilityInput, age_on, mask_id_number, mask_name, mask_phone, visibility
+
+
+def open_fields(keys: KeyRing, archive: Archive) -> dict[str, Any]:
+    return keys.open(archive.sealed, f"archive:{archive.upstream_id}")
+
+
+@dataclass(frozen=True)
+class Place:
+    """The archive's county switch and its institution's name and consultation phone."""
+
+    county_open: bool
+    phase: str
+    institution: str
+    consult_phone: str
+
+
+async def place_of(s: AsyncSession, archive: Archive) -> Place:
+    county = await s.get(County, archive.county_code)
+    inst = (
+        await s.execute(
+            select(Institution.name, Institution.consult_phone).where(Institution.code == archive.institution_code)
+        )
+    ).first()
+    return Place(
+        county_open=bool(county and county.opening),
+        phase=county.phase if county else "key_populations",
+        institution=inst.name if inst else "",
+        consult_phone=(inst.consult_phone or "") if inst else "",
+    )
+
+
+def decide(archive: Archive, fields: Mapping[str, Any], place: Place, today: dt.date) -> Decision:
+    return visibility(
+        VisibilityInput(
+            county_open=place.county_open,
+            phase=place.phase,
+            open_to_resident=archive.open_to_resident,
+            status=archive.status,
+            birth_date=dt.date.fromisoformat(fields["birth_date"]),
+            programmes=frozenset(fields.get("programmes") or ()),
+            today=today,
+        )
+    )
+
+
+def summary(
+    archive: Archive,
+    fields: Mapping[str, Any],
+    place: Place,
+    decision: Decision,
+    today: dt.date,
+    policy: PrivacySettings,
+) -> dict[str, Any]:
+    """What a bound resident sees in the archive list: masked, and nothing medical."""
+    birth = dt.date.fromisoformat(fields["birth_date"])
+    out: dict[str, Any] = {
+        "id": archive.public_id,
+        "name": mask_name(fields.get("name"), policy),
+        "id_number": mask_id_number(fields.get("id_number"), policy) if fields.get("id_number") else None,
+        "gender": {"1": "男", "2": "女"}.get(str(fields.get("gender")), "未知"),
+        "age": age_on(birth, today),
+        "institution": place.institution,
+        "consult_phone": place.consult_phone,
+        "open": decision.visible,
+    }
+    if decision.visible:
+        out["phone"] = mask_phone(fields.get("phone"), policy) if fields.get("phone") else None
+    else:
+        out["message"] = not_open_message(place)
+    return out
+
+
+def not_open_message(place: Place) -> str:
+    """The same words whatever the reason (the precise reason is for staff)."""
+    where = place.institution or "建档机构"
+    phone = f"（电话 {place.consult_phone}）" if place.consult_phone else ""
+    return f"暂未开放自助查询，请咨询{where}{phone}"

@@ -1,0 +1,17 @@
+"""Binding WeChat identities to archives with an SMS code: consent, the bind flow, bound archives."""
+
+from .bound import BoundArchives
+from .consent import NOTICE_VERSION, ConsentService
+from .limits import RateLimits
+from .service import BindingService, BindRequest, Caller, parse_bind_request
+
+__all__ = [
+    "NOTICE_VERSION",
+    "BindRequest",
+    "BindingService",
+    "BoundArchives",
+    "Caller",
+    "ConsentService",
+    "RateLimits",
+    "parse_bind_request",
+]

@@ -1,0 +1,163 @@
+"""What a person has bound: the archive list, the owner's view of who else is bound, unbinding.
+
+Every archive shown is read through :func:`~wechat_backend.archives.decide` again (a county may
+have closed since), every read is audited, and ids in URLs are opaque and checked against the
+caller's own bindings — someone else's id is simply not found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .. import audit
+from ..archives import decide, open_fields, place_of, summary
+from ..clock import Clock
+from ..config import PrivacySettings
+from ..crypto import KeyRing
+from ..db.models import Archive, Binding, Identity
+from ..errors import NotFound
+from .rules import RELATION_LABELS
+from .service import Caller, person_identity_ids
+
+
+class BoundArchives:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], keyring: KeyRing, policy: PrivacySettings, clock: Clock
+    ) -> None:
+        self._sessions = sessions
+        self._keys = keyring
+        self._policy = policy
+        self._clock = clock
+
+    async def list(self, caller: Caller, *, only: str | None = None) -> list[dict[str, Any]]:
+        """The caller's archives (and those bound through the same person's other channel)."""
+        today = self._clock.today()
+        out = []
+        async with self._sessions.begin() as s:
+            mine = await person_identity_ids(s, caller.identity_id)
+            rows = (
+                await s.execute(
+                    select(Binding, Archive)
+                    .join(Archive, Archive.id == Binding.archive_id)
+                    .where(Binding.identity_id.in_(mine), *([Archive.public_id == only] if only else []))
+                    .order_by(Binding.created_at, Binding.id)
+                )
+            ).all()
+            seen: set[int] = set()
+            for binding, archive in rows:
+                if archive.id in seen:
+                    continue
+                seen.add(archive.id)
+                fields = open_fields(self._keys, archive)
+                place = await place_of(s, archive)
+                decision = decide(archive, fields, place, today)
+                item = summary(archive, fields, place, decision, today, self._policy)
+                item.update(
+                    binding_id=binding.public_id,
+                    relation=binding.relation,
+                    relation_label=RELATION_LABELS.get(binding.relation, "家人"),
+                    owner=binding.relation == "self",
+                )
+                out.append(item)
+                self._audit(s, caller, "archive_list", archive.id, decision.reason)
+        return out
+
+    async def get(self, caller: Caller, archive_public_id: str) -> dict[str, Any]:
+        """One of the caller's archives (its summary); anyone else's is not found."""
+        items = [a for a in await self.list(caller, only=archive_public_id) if a["id"] == archive_public_id]
+        if not items:
+            async with self._sessions.begin() as s:
+                self._audit(s, caller, "archive_read", None, "not_bound", "denied", {"id": archive_public_id[:24]})
+            raise NotFound("未找到这份档案，请从“我的档案”进入")
+        return items[0]
+
+    async def bindings_of(self, caller: Caller, archive_public_id: str) -> list[dict[str, Any]]:
+        """Every identity bound to an archive — only for its owner (bound as ``self``)."""
+        async with self._sessions.begin() as s:
+            archive = await self._owned(s, caller, archive_public_id)
+            rows = (
+                await s.execute(
+                    select(Binding, Identity.channel)
+                    .join(Identity, Identity.id == Binding.identity_id)
+                    .where(Binding.archive_id == archive.id)
+                    .order_by(Binding.created_at, Binding.id)
+                )
+            ).all()
+            mine = set(await person_identity_ids(s, caller.identity_id))
+            self._audit(s, caller, "bindings_read", archive.id, "ok")
+            return [
+                {
+                    "id": b.public_id,
+                    "relation": b.relation,
+                    "relation_label": RELATION_LABELS.get(b.relation, "家人"),
+                    "channel": "公众号" if channel == "oa" else "小程序",
+                    "bound_at": b.created_at.isoformat(),
+                    "is_me": b.identity_id in mine,
+                }
+                for b, channel in rows
+            ]
+
+    async def unbind(self, caller: Caller, binding_public_id: str) -> None:
+        """Anyone may remove their own binding; the archive's owner may remove any on it."""
+        async with self._sessions.begin() as s:
+            mine = await person_identity_ids(s, caller.identity_id)
+            binding = (await s.scalars(select(Binding).where(Binding.public_id == binding_public_id))).first()
+            allowed = binding is not None and (binding.identity_id in mine or await _owns(s, mine, binding.archive_id))
+            if binding is None or not allowed:
+                self._audit(s, caller, "unbind", binding.archive_id if binding else None, "not_found", "denied")
+                await s.commit()
+                raise NotFound("未找到这个绑定")
+            await s.delete(binding)
+            by_owner = binding.identity_id not in mine
+            self._audit(
+                s,
+                caller,
+                "unbind",
+                binding.archive_id,
+                "ok",
+                detail={"relation": binding.relation, "by_owner": by_owner},
+            )
+
+    async def _owned(self, s: AsyncSession, caller: Caller, archive_public_id: str) -> Archive:
+        mine = await person_identity_ids(s, caller.identity_id)
+        archive = (await s.scalars(select(Archive).where(Archive.public_id == archive_public_id))).first()
+        if archive is None or not await _owns(s, mine, archive.id):
+            self._audit(s, caller, "bindings_read", archive.id if archive else None, "not_owner", "denied")
+            await s.commit()
+            raise NotFound("未找到这份档案，或您不是档案本人")
+        return archive
+
+    def _audit(
+        self,
+        s: AsyncSession,
+        caller: Caller,
+        action: str,
+        archive_id: int | None,
+        reason: str,
+        result: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        audit.record(
+            s,
+            actor_type="identity",
+            actor_id=str(caller.identity_id),
+            action=action,
+            result=result,
+            archive_id=archive_id,
+            reason=None if reason == "ok" else reason,
+            request_id=caller.request_id,
+            client_ip=caller.client_ip,
+            detail=detail,
+        )
+
+
+async def _owns(s: AsyncSession, identity_ids: list[int], archive_id: int) -> bool:
+    row = await s.scalar(
+        select(Binding.id).where(
+            Binding.archive_id == archive_id, Binding.identity_id.in_(identity_ids), Binding.relation == "self"
+        )
+    )
+    return row is not None
