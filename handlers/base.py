@@ -77,16 +77,20 @@ class BaseHandler(tornado.web.RequestHandler):
         self.request_id = secrets.token_hex(8)
         self.set_header("X-Request-Id", self.request_id)
         self.current_user = await self._load_session()
+        verb = self.request.method.lower()
+        method = getattr(self, verb, None)
+        if method is None or getattr(type(self), verb, None) is getattr(tornado.web.RequestHandler, verb, None):
+            raise tornado.web.HTTPError(405)  # a verb this handler does not define
+        if not getattr(method, "__wb_public__", False) and self.current_user is None:
+            if self.is_api or self.request.method not in ("GET", "HEAD"):
+                raise NotLoggedIn()  # before the XSRF check: say what is wrong, "log in"
+            # A page: log in through WeChat and come back here.
+            self.redirect(self.reverse_url("oauth_start") + "?" + urlencode({"next": self.request.uri}))
+            return
         # Checked here, not before prepare as Tornado does: Bearer callers skip it (STYLE rule 7).
         self._xsrf_ready = True
         if self.request.method not in ("GET", "HEAD", "OPTIONS") and self.settings.get("xsrf_cookies"):
             self.check_xsrf_cookie()
-        method = getattr(self, self.request.method.lower(), None)
-        if not getattr(method, "__wb_public__", False) and self.current_user is None:
-            if self.is_api or self.request.method not in ("GET", "HEAD"):
-                raise NotLoggedIn()
-            # A page: log in through WeChat and come back here.
-            self.redirect(self.reverse_url("oauth_start") + "?" + urlencode({"next": self.request.uri}))
 
     _xsrf_ready = False
     _bearer = False

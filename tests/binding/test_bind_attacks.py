@@ -1,0 +1,270 @@
+"""What the binding flow refuses, each with its exact answer, and with nothing bound or sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from conftest import make_settings
+from ingest_lines import archive
+from sqlalchemy import func, select
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from wechat_backend.app import build_services, make_app
+from wechat_backend.binding import BindingService, Caller, RateLimits, parse_bind_request
+from wechat_backend.db.models import AuditEvent, BindAttempt, Binding, Identity
+from wechat_backend.errors import Unavailable
+from wechat_backend.validators import id_check_char
+
+from .conftest import CLOSED_COUNTY, ELDER, NOT_OPENED, SENSITIVE, person
+
+
+async def bindings(services: Any) -> int:
+    async with services.sessions() as s:
+        return await s.scalar(select(func.count()).select_from(Binding)) or 0
+
+
+async def audit_reasons(services: Any, action: str) -> list[str | None]:
+    async with services.sessions() as s:
+        q = select(AuditEvent.reason).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        return list((await s.scalars(q)).all())
+
+
+async def test_wrong_name_wrong_phone_and_unknown_id_get_one_and_the_same_answer(resident: Any, people: Any) -> None:
+    _, services = people
+    mallory = await resident("试探者")
+    elder = person(ELDER)
+    unknown_id = "371522195503109991"[:17]
+    answers = [
+        await mallory.start(ELDER, name="刘淑芬"),
+        await mallory.start(ELDER, phone="13906350999"),
+        await mallory.start(ELDER, id_number=unknown_id + id_check_char(unknown_id)),
+    ]
+    assert {r.status_code for r in answers} == {400}
+    assert len({r.content for r in answers}) == 1  # byte for byte
+    assert answers[0].json() == {"error": "mismatch", "message": "信息不一致，请核对姓名、身份证号和手机号后重试"}
+    assert await mallory.inbox(elder["phone"]) == [] and await bindings(services) == 0
+    # Staff can tell the cases apart; the audit keeps the precise reason.
+    assert await audit_reasons(services, "bind_start") == ["name_mismatch", "phone_mismatch", "unknown_identifier"]
+
+
+async def test_names_compare_after_normalising_width_spaces_and_the_middle_dot(resident: Any) -> None:
+    me = await resident()
+    r = await me.start(ELDER, name=" 刘 淑珍 ")
+    assert r.status_code == 201, r.text
+
+
+async def test_hidden_archives_answer_not_open_with_the_consultation_phone_and_send_nothing(
+    resident: Any, people: Any
+) -> None:
+    _, services = people
+    someone = await resident()
+    answers = [await someone.start(n) for n in (SENSITIVE, NOT_OPENED, CLOSED_COUNTY)]
+    assert [r.status_code for r in answers] == [403, 403, 403]
+    bodies = [r.json() for r in answers]
+    assert {b["error"] for b in bodies} == {"not_open"}
+    assert all(b["message"].startswith("暂未开放自助查询") for b in bodies)
+    assert bodies[0]["consult_phone"] == "0635-7123456" and bodies[0] == bodies[1]  # same words, whatever the reason
+    for n in (SENSITIVE, NOT_OPENED, CLOSED_COUNTY):
+        assert await someone.inbox(person(n)["phone"]) == []
+    assert await audit_reasons(services, "bind_start") == ["sensitive_programme", "not_opened", "county_closed"]
+
+
+async def test_the_sixth_try_fails_even_with_the_right_code(resident: Any, people: Any) -> None:
+    _, services = people
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    code = await me.last_code(person(ELDER)["phone"])
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    answers = [await me.verify(bind_id, wrong) for _ in range(5)]
+    assert [r.status_code for r in answers] == [400] * 5
+    assert answers[0].json()["message"] == "验证码不正确，还可以再输入4次"
+    assert answers[4].json()["message"].startswith("验证码错误次数过多")
+    sixth = await me.verify(bind_id, code)
+    assert sixth.status_code == 400 and sixth.json()["field"] == "bind_id"
+    assert await bindings(services) == 0
+
+
+async def test_a_used_code_cannot_be_replayed(resident: Any, people: Any) -> None:
+    _, services = people
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    code = await me.last_code(person(ELDER)["phone"])
+    assert (await me.verify(bind_id, code)).status_code == 200
+    again = await me.verify(bind_id, code)
+    assert again.status_code == 409 and again.json()["error"] == "conflict"
+    assert await bindings(services) == 1
+
+
+async def test_an_expired_code_is_refused(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    code = await me.last_code(person(ELDER)["phone"])
+    clock.advance(seconds=301)
+    r = await me.verify(bind_id, code)
+    assert r.status_code == 400 and "过期" in r.json()["message"]
+    assert await bindings(services) == 0
+
+
+async def test_someone_elses_bind_id_is_not_found_and_costs_the_owner_nothing(resident: Any, people: Any) -> None:
+    _, services = people
+    victim = await resident("本人")
+    attacker = await resident("他人")
+    bind_id = (await victim.start(ELDER)).json()["bind_id"]
+    code = await victim.last_code(person(ELDER)["phone"])
+    for guess in (code, "000000"):
+        r = await attacker.verify(bind_id, guess)
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert (await attacker.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 404
+    async with services.sessions() as s:
+        assert await s.scalar(select(BindAttempt.tries)) == 0
+    assert await bindings(services) == 0
+    assert (await victim.verify(bind_id, code)).status_code == 200  # the real owner is not locked out
+
+
+async def test_sms_bombing_is_refused_by_the_minute_and_by_the_hour(resident: Any, people: Any, clock: Any) -> None:
+    me = await resident()
+    phone = person(ELDER)["phone"]
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    soon = await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})
+    assert soon.status_code == 429 and soon.json()["error"] == "rate_limited"
+    assert 1 <= int(soon.headers["Retry-After"]) <= 60
+    for _ in range(4):  # codes 2..5 within the hour, a minute apart
+        clock.advance(seconds=61)
+        assert (await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 200
+    clock.advance(seconds=61)
+    sixth = await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})
+    assert sixth.status_code == 429 and int(sixth.headers["Retry-After"]) > 60
+    assert len(await me.inbox(phone)) == 5
+    # A new code replaced the old: only the newest one works.
+    clock.advance(seconds=3600)
+    messages = await me.inbox(phone)
+    assert len({m["text"] for m in messages}) == 5
+
+
+async def test_a_bad_check_digit_is_bad_input_on_the_field_before_any_lookup(resident: Any, people: Any) -> None:
+    _, services = people
+    me = await resident()
+    good = person(ELDER)["id_number"]
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    r = await me.start(ELDER, id_number=bad)
+    assert r.status_code == 400 and r.json()["error"] == "bad_input" and r.json()["field"] == "id_number"
+    assert bad not in r.text
+    assert await audit_reasons(services, "bind_start") == []
+
+
+async def test_sql_and_html_in_the_name_are_just_a_mismatch(resident: Any) -> None:
+    me = await resident()
+    r = await me.start(ELDER, name="刘'; DROP TABLE archives;--")
+    assert r.status_code == 400 and r.json()["error"] == "mismatch"
+    r = await me.start(ELDER, name="<script>alert(1)</script>")
+    assert r.status_code == 400 and "<script>" not in r.text
+
+
+async def test_malformed_and_oversized_bodies(resident: Any) -> None:
+    me = await resident()
+    headers = {"Authorization": f"Bearer {me.token}", "Content-Type": "application/json"}
+    r = await me.client.post(me.base + "/api/v1/bind/start", content=b"{not json", headers=headers)
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    r = await me.client.post(me.base + "/api/v1/bind/start", content=b"[1]", headers=headers)
+    assert r.status_code == 400
+    big = b'{"name": "' + b"x" * 70_000 + b'"}'
+    r = await me.client.post(me.base + "/api/v1/bind/start", content=big, headers=headers)
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+
+
+async def test_without_login_nothing_happens(people: Any) -> None:
+    base, _ = people
+    async with httpx.AsyncClient(trust_env=False) as client:
+        r = await client.post(base + "/api/v1/bind/start", json={"name": "刘淑珍"})
+        assert r.status_code == 401 and r.json()["error"] == "not_logged_in"
+        r = await client.post(base + "/api/v1/bind/start", json={}, headers={"Authorization": "Bearer " + "0" * 32})
+        assert r.status_code == 401
+
+
+async def test_five_archives_per_identity(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    me = await resident()
+    limit = services.settings.limits.archives_per_identity
+    assert limit == 5
+    # Bind the same four-archive family repeatedly is not possible; fill up with fresh archives instead.
+
+    extra = [archive(100 + i, phone=f"1370635{i:04d}") for i in range(6)]
+    report = await services.ingest.import_objects([__import__("json").dumps(a, ensure_ascii=False) for a in extra])
+    assert report.exit_code == 0
+    for a in extra[:5]:
+        started = await me.call(
+            "POST", "/api/v1/bind/start", {"name": a["name"], "id_number": a["id_number"], "phone": a["phone"]}
+        )
+        assert started.status_code == 201, started.text
+        code = await me.last_code(a["phone"])
+        assert (await me.verify(started.json()["bind_id"], code)).status_code == 200
+    a = extra[5]
+    sixth = await me.call(
+        "POST", "/api/v1/bind/start", {"name": a["name"], "id_number": a["id_number"], "phone": a["phone"]}
+    )
+    assert sixth.status_code == 409 and "最多绑定5份" in sixth.json()["message"]
+    assert await me.inbox(a["phone"]) == []
+
+
+async def test_redis_down_means_503_and_nothing_sent(resident: Any, people: Any, tmp_path: Any, db_url: str) -> None:
+    """Limits fail closed: with the counters unreachable no code goes out (service level), and the
+    whole app answers 503 rather than "log in again" (HTTP level)."""
+    _, services = people
+    me = await resident()
+    async with services.sessions() as s:
+        identity_id = await s.scalar(select(Identity.id).where(Identity.channel == "mp"))
+    dead = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        binding = BindingService(
+            services.settings,
+            sessions=services.sessions,
+            keyring=services.keyring,
+            limits=RateLimits(dead, services.clock),
+            sms=services.sms,
+            consent=services.consent,
+            clock=services.clock,
+        )
+        elder = person(ELDER)
+        req = parse_bind_request({**elder, "relation": "self"}, services.clock.today())
+        caller = Caller(identity_id, "req", "127.0.0.1")
+        try:
+            await binding.start(caller, req)
+            raise AssertionError("a code was started without Redis")
+        except Unavailable:
+            pass
+    finally:
+        await dead.aclose()
+    assert await me.inbox(person(ELDER)["phone"]) == []
+    async with services.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(BindAttempt)) == 0
+
+    settings = make_settings(tmp_path / "dead", db_url, "redis://127.0.0.1:1/0")
+    down = await build_services(settings, clock=services.clock)
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(make_app(down))
+    server.add_sockets(sockets)
+    try:
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/api/v1/bind/start"
+        r = await me.client.post(url, json={"name": "刘淑珍"}, headers={"Authorization": f"Bearer {me.token}"})
+        assert r.status_code == 503 and r.json()["error"] == "unavailable"
+    finally:
+        server.stop()
+        await down.close()
+    assert await me.inbox(person(ELDER)["phone"]) == []
+
+
+async def test_five_identities_per_archive(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    for i in range(5):
+        who = await resident(f"家人{i}")
+        await who.bind(ELDER, relation="self" if i == 0 else "child")
+        clock.advance(seconds=61)
+    sixth = await resident("第六人")
+    r = await sixth.start(ELDER, relation="other")
+    assert r.status_code == 409 and "已绑定5个微信" in r.json()["message"]
+    assert len(await sixth.inbox(person(ELDER)["phone"])) == 5
+    assert await bindings(services) == 5
