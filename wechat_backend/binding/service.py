@@ -446,13 +446,15 @@ class BindingService:
             )
         ).all()
         # Pushes go through the official account: to the owner's own oa identity, or the one
-        # linked to their mini-program identity by unionid.
+        # linked to their mini-program identity by unionid — and only while they follow it.
         rows = []
         for owner_id in owner_ids:
             linked = await person_identity_ids(s, owner_id)
             oa = (
                 await s.execute(
-                    select(Identity.id, Identity.openid).where(Identity.id.in_(linked), Identity.channel == "oa")
+                    select(Identity.id, Identity.openid).where(
+                        Identity.id.in_(linked), Identity.channel == "oa", Identity.subscribed.is_(True)
+                    )
                 )
             ).first()
             if oa is not None:
