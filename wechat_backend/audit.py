@@ -3,7 +3,7 @@ change. Rows carry ids, codes and reasons — never names, ID numbers or phones.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,4 +39,37 @@ def record(
             client_ip=client_ip,
             detail=detail,
         )
+    )
+
+
+class Caller(Protocol):
+    """Who acted: an identity, with the request id and client address of the request."""
+
+    identity_id: int
+    request_id: str | None
+    client_ip: str | None
+
+
+def by_identity(
+    s: AsyncSession,
+    caller: Caller,
+    action: str,
+    archive_id: int | None = None,
+    *,
+    result: str = "ok",
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """An audit row for something a resident's identity did (or was refused)."""
+    record(
+        s,
+        actor_type="identity",
+        actor_id=str(caller.identity_id),
+        action=action,
+        result=result,
+        archive_id=archive_id,
+        reason=reason,
+        request_id=caller.request_id,
+        client_ip=caller.client_ip,
+        detail=detail,
     )

@@ -62,7 +62,7 @@ class BoundArchives:
                     owner=binding.relation == "self",
                 )
                 out.append(item)
-                self._audit(s, caller, "archive_list", archive.id, decision.reason)
+                audit.by_identity(s, caller, "archive_list", archive.id, reason=_reason(decision.reason))
         return out
 
     async def get(self, caller: Caller, archive_public_id: str) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class BoundArchives:
         items = [a for a in await self.list(caller, only=archive_public_id) if a["id"] == archive_public_id]
         if not items:
             async with self._sessions.begin() as s:
-                self._audit(s, caller, "archive_read", None, "not_bound", "denied", {"id": archive_public_id[:24]})
+                audit.by_identity(s, caller, "archive_read", result="denied", reason="not_bound")
             raise NotFound("未找到这份档案，请从“我的档案”进入")
         return items[0]
 
@@ -87,7 +87,7 @@ class BoundArchives:
                 )
             ).all()
             mine = set(await person_identity_ids(s, caller.identity_id))
-            self._audit(s, caller, "bindings_read", archive.id, "ok")
+            audit.by_identity(s, caller, "bindings_read", archive.id)
             return [
                 {
                     "id": b.public_id,
@@ -107,51 +107,27 @@ class BoundArchives:
             binding = (await s.scalars(select(Binding).where(Binding.public_id == binding_public_id))).first()
             allowed = binding is not None and (binding.identity_id in mine or await _owns(s, mine, binding.archive_id))
             if binding is None or not allowed:
-                self._audit(s, caller, "unbind", binding.archive_id if binding else None, "not_found", "denied")
+                audit.by_identity(
+                    s, caller, "unbind", binding.archive_id if binding else None, result="denied", reason="not_found"
+                )
                 await s.commit()
                 raise NotFound("未找到这个绑定")
             await s.delete(binding)
             by_owner = binding.identity_id not in mine
-            self._audit(
-                s,
-                caller,
-                "unbind",
-                binding.archive_id,
-                "ok",
-                detail={"relation": binding.relation, "by_owner": by_owner},
+            audit.by_identity(
+                s, caller, "unbind", binding.archive_id, detail={"relation": binding.relation, "by_owner": by_owner}
             )
 
     async def _owned(self, s: AsyncSession, caller: Caller, archive_public_id: str) -> Archive:
         mine = await person_identity_ids(s, caller.identity_id)
         archive = (await s.scalars(select(Archive).where(Archive.public_id == archive_public_id))).first()
         if archive is None or not await _owns(s, mine, archive.id):
-            self._audit(s, caller, "bindings_read", archive.id if archive else None, "not_owner", "denied")
+            audit.by_identity(
+                s, caller, "bindings_read", archive.id if archive else None, result="denied", reason="not_owner"
+            )
             await s.commit()
             raise NotFound("未找到这份档案，或您不是档案本人")
         return archive
-
-    def _audit(
-        self,
-        s: AsyncSession,
-        caller: Caller,
-        action: str,
-        archive_id: int | None,
-        reason: str,
-        result: str = "ok",
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        audit.record(
-            s,
-            actor_type="identity",
-            actor_id=str(caller.identity_id),
-            action=action,
-            result=result,
-            archive_id=archive_id,
-            reason=None if reason == "ok" else reason,
-            request_id=caller.request_id,
-            client_ip=caller.client_ip,
-            detail=detail,
-        )
 
 
 async def _owns(s: AsyncSession, identity_ids: list[int], archive_id: int) -> bool:
@@ -161,3 +137,7 @@ async def _owns(s: AsyncSession, identity_ids: list[int], archive_id: int) -> bo
         )
     )
     return row is not None
+
+
+def _reason(decision_reason: str) -> str | None:
+    return None if decision_reason == "ok" else decision_reason

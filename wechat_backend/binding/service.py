@@ -171,7 +171,7 @@ class BindingService:
             )
             self._arm(attempt, code)
             s.add(attempt)
-            self._audit(s, caller, "bind_start", archive.id, detail={"relation": req.relation, "target": target})
+            audit.by_identity(s, caller, "bind_start", archive.id, detail={"relation": req.relation, "target": target})
             bind_id = attempt.public_id
         await self._send(caller, bind_id, phone, fields.get("name"), code)
         return self._started(bind_id, phone)
@@ -192,7 +192,7 @@ class BindingService:
             if row is None or row.status not in ("sent", "failed"):
                 raise _finished(row.status if row else "replaced")
             self._arm(row, code)
-            self._audit(s, caller, "bind_resend", attempt.archive_id)
+            audit.by_identity(s, caller, "bind_resend", attempt.archive_id)
         await self._send(caller, bind_id, phone, fields.get("name"), code)
         return self._started(bind_id, phone)
 
@@ -217,7 +217,7 @@ class BindingService:
             if locked or expired:
                 attempt.status, attempt.code_hash = "locked", None
             reason = "expired" if expired else "locked" if locked else "wrong_code"
-            self._audit(s, caller, "bind_verify", attempt.archive_id, result="failed", reason=reason)
+            audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="failed", reason=reason)
             tries = attempt.tries
             await s.commit()
         if expired:
@@ -235,18 +235,18 @@ class BindingService:
         decision = decide(archive, fields, place, today)
         if not decision.visible:  # closed meanwhile
             attempt.status, attempt.code_hash = "locked", None
-            self._audit(s, caller, "bind", archive.id, result="denied", reason=decision.reason)
+            audit.by_identity(s, caller, "bind", archive.id, result="denied", reason=decision.reason)
             await s.commit()
             raise NotOpen(not_open_message(place), consult_phone=place.consult_phone)
         conflict = await self._over_limits(s, caller.identity_id, archive.id)
         if conflict is not None:
-            self._audit(s, caller, "bind", archive.id, result="denied", reason=conflict[0])
+            audit.by_identity(s, caller, "bind", archive.id, result="denied", reason=conflict[0])
             await s.commit()
             raise conflict[1]
         binding = Binding(identity_id=caller.identity_id, archive_id=archive.id, relation=attempt.relation)
         s.add(binding)
         attempt.status, attempt.code_hash = "verified", None
-        self._audit(s, caller, "bind", archive.id, detail={"relation": attempt.relation})
+        audit.by_identity(s, caller, "bind", archive.id, detail={"relation": attempt.relation})
         owners = await self._tell_owners(s, caller, archive, attempt.relation)
         try:
             await s.flush()
@@ -302,20 +302,20 @@ class BindingService:
         """The error to answer with (after this transaction commits its audit row), or None."""
         if found is None:
             archive_id, reason = named or (None, "unknown_identifier")
-            self._audit(s, caller, "bind_start", archive_id, result="failed", reason=reason)
+            audit.by_identity(s, caller, "bind_start", archive_id, result="failed", reason=reason)
             return Mismatch()
         archive, fields, _ = found
         place = await place_of(s, archive)
         decision = decide(archive, fields, place, today)
         if not decision.visible:
-            self._audit(s, caller, "bind_start", archive.id, result="denied", reason=decision.reason)
+            audit.by_identity(s, caller, "bind_start", archive.id, result="denied", reason=decision.reason)
             return NotOpen(not_open_message(place), consult_phone=place.consult_phone)
         if not relation_allowed(req.relation, dt.date.fromisoformat(fields["birth_date"]), today):
-            self._audit(s, caller, "bind_start", archive.id, result="denied", reason="minor_needs_guardian")
+            audit.by_identity(s, caller, "bind_start", archive.id, result="denied", reason="minor_needs_guardian")
             return BadInput("relation", "未满14周岁的儿童须由父母或其他监护人绑定，请选择关系“子女”")
         conflict = await self._over_limits(s, caller.identity_id, archive.id)
         if conflict is not None:
-            self._audit(s, caller, "bind_start", archive.id, result="denied", reason=conflict[0])
+            audit.by_identity(s, caller, "bind_start", archive.id, result="denied", reason=conflict[0])
             return conflict[1]
         return None
 
@@ -343,16 +343,7 @@ class BindingService:
         )
         attempt = (await s.scalars(query.with_for_update() if lock else query)).first()
         if attempt is None:
-            audit.record(
-                s,
-                actor_type="identity",
-                actor_id=str(caller.identity_id),
-                action="bind_verify",
-                result="denied",
-                reason="unknown_bind_id",
-                request_id=caller.request_id,
-                client_ip=caller.client_ip,
-            )
+            audit.by_identity(s, caller, "bind_verify", result="denied", reason="unknown_bind_id")
             await s.commit()
             raise NotFound("未找到这次绑定，请重新开始")
         return attempt
@@ -386,7 +377,7 @@ class BindingService:
         except Exception as exc:
             async with self._sessions.begin() as s:
                 reason = "rate_limited" if getattr(exc, "code", "") == "rate_limited" else "limits_unavailable"
-                self._audit(s, caller, "bind_code", archive_id, result="denied", reason=reason)
+                audit.by_identity(s, caller, "bind_code", archive_id, result="denied", reason=reason)
             raise
 
     async def _send(self, caller: Caller, bind_id: str, phone: str, name: str | None, code: str) -> None:
@@ -406,7 +397,7 @@ class BindingService:
                 row.outcome = result.outcome
                 if not result.ok:
                     row.code_hash = None
-            self._audit(
+            audit.by_identity(
                 s,
                 caller,
                 "bind_code",
@@ -485,32 +476,6 @@ class BindingService:
             await self._notify(row, openid, relation)
         except Exception as exc:  # the outbox row stays pending for the worker
             log.warning("binding notice not sent now (%s); left in the outbox", type(exc).__name__)
-
-    # ------------------------------------------------------------------ audit
-
-    def _audit(
-        self,
-        s: AsyncSession,
-        caller: Caller,
-        action: str,
-        archive_id: int | None,
-        *,
-        result: str = "ok",
-        reason: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        audit.record(
-            s,
-            actor_type="identity",
-            actor_id=str(caller.identity_id),
-            action=action,
-            result=result,
-            archive_id=archive_id,
-            reason=reason,
-            request_id=caller.request_id,
-            client_ip=caller.client_ip,
-            detail=detail,
-        )
 
 
 def _names_this(fields: Mapping[str, Any], req: BindRequest) -> bool:
