@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -268,3 +269,17 @@ async def test_five_identities_per_archive(resident: Any, people: Any, clock: An
     assert r.status_code == 409 and "已绑定5个微信" in r.json()["message"]
     assert len(await sixth.inbox(person(ELDER)["phone"])) == 5
     assert await bindings(services) == 5
+
+
+async def test_concurrent_guesses_share_the_five_tries(resident: Any, people: Any) -> None:
+    _, services = people
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    code = await me.last_code(person(ELDER)["phone"])
+    wrong = [f"{(int(code) + k) % 10**6:06d}" for k in range(1, 21)]
+    answers = await asyncio.gather(*(me.verify(bind_id, guess) for guess in wrong))
+    assert {r.status_code for r in answers} == {400}
+    async with services.sessions() as s:
+        assert await s.scalar(select(BindAttempt.tries)) == 5
+    assert (await me.verify(bind_id, code)).status_code == 400
+    assert await bindings(services) == 0

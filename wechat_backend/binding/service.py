@@ -208,22 +208,36 @@ class BindingService:
             attempt = await self._attempt(s, caller, bind_id, lock=True)
             if attempt.status != "sent":
                 raise _finished(attempt.status)
-            attempt.tries += 1
+            # Count the try in one statement, so concurrent guesses can never share a count
+            # (SQLite has no FOR UPDATE).
+            counted = (
+                await s.execute(
+                    update(BindAttempt)
+                    .where(BindAttempt.id == attempt.id, BindAttempt.status == "sent", BindAttempt.tries < max_tries)
+                    .values(tries=BindAttempt.tries + 1)
+                    .returning(BindAttempt.tries)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            await s.refresh(attempt)
+            if counted is None:  # used up, or finished by a concurrent request
+                await s.commit()
+                raise _finished(attempt.status) if attempt.status != "sent" else _locked()
+            tries = counted.tries
             right = hmac.compare_digest(attempt.code_hash or b"", self._code_hash(attempt.public_id, code))
             expired = attempt.code_expires_at is None or attempt.code_expires_at <= now
-            if right and not expired and attempt.tries <= max_tries:
+            if right and not expired:
                 return await self._bind(s, caller, attempt)
-            locked = attempt.tries >= max_tries
+            locked = tries >= max_tries
             if locked or expired:
                 attempt.status, attempt.code_hash = "locked", None
             reason = "expired" if expired else "locked" if locked else "wrong_code"
             audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="failed", reason=reason)
-            tries = attempt.tries
             await s.commit()
         if expired:
             raise BadInput("code", "验证码已过期，请重新获取验证码")
         if locked:
-            raise BadInput("code", "验证码错误次数过多，已失效，请重新获取验证码")
+            raise _locked()
         raise BadInput("code", f"验证码不正确，还可以再输入{max_tries - tries}次")
 
     async def _bind(self, s: AsyncSession, caller: Caller, attempt: BindAttempt) -> dict[str, Any]:
@@ -482,6 +496,10 @@ def _names_this(fields: Mapping[str, Any], req: BindRequest) -> bool:
     if req.id_number is not None:
         return fields.get("id_number") == req.id_number
     return fields.get("archive_no") == req.archive_no
+
+
+def _locked() -> BadInput:
+    return BadInput("code", "验证码错误次数过多，已失效，请重新获取验证码")
 
 
 def _finished(status: str) -> Exception:
