@@ -32,17 +32,22 @@ class Place:
 
 
 async def place_of(s: AsyncSession, archive: Archive) -> Place:
-    county = await s.get(County, archive.county_code)
-    inst = (
+    """One query: the county's switch and phase, and the institution's name and phone."""
+    row = (
         await s.execute(
-            select(Institution.name, Institution.consult_phone).where(Institution.code == archive.institution_code)
+            select(County.opening, County.phase, Institution.name, Institution.consult_phone)
+            .select_from(County)
+            .outerjoin(Institution, Institution.code == archive.institution_code)
+            .where(County.code == archive.county_code)
         )
     ).first()
+    if row is None:  # no county row: closed
+        return Place(county_open=False, phase="key_populations", institution="", consult_phone="")
     return Place(
-        county_open=bool(county and county.opening),
-        phase=county.phase if county else "key_populations",
-        institution=inst.name if inst else "",
-        consult_phone=(inst.consult_phone or "") if inst else "",
+        county_open=bool(row.opening),
+        phase=row.phase,
+        institution=row.name or "",
+        consult_phone=row.consult_phone or "",
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -215,17 +215,16 @@ class BindingService:
                     update(BindAttempt)
                     .where(BindAttempt.id == attempt.id, BindAttempt.status == "sent", BindAttempt.tries < max_tries)
                     .values(tries=BindAttempt.tries + 1)
-                    .returning(BindAttempt.tries)
+                    .returning(BindAttempt.tries, BindAttempt.code_hash, BindAttempt.code_expires_at)
                     .execution_options(synchronize_session=False)
                 )
             ).first()
-            await s.refresh(attempt)
             if counted is None:  # used up, or finished by a concurrent request
                 await s.commit()
-                raise _finished(attempt.status) if attempt.status != "sent" else _locked()
+                raise _locked()
             tries = counted.tries
-            right = hmac.compare_digest(attempt.code_hash or b"", self._code_hash(attempt.public_id, code))
-            expired = attempt.code_expires_at is None or attempt.code_expires_at <= now
+            right = hmac.compare_digest(counted.code_hash or b"", self._code_hash(attempt.public_id, code))
+            expired = counted.code_expires_at is None or counted.code_expires_at <= now
             if right and not expired:
                 return await self._bind(s, caller, attempt)
             locked = tries >= max_tries
@@ -405,17 +404,21 @@ class BindingService:
         if self._on_sms is not None:
             self._on_sms(self._sms.provider, result.outcome)
         async with self._sessions.begin() as s:
-            row = (await s.scalars(select(BindAttempt).where(BindAttempt.public_id == bind_id))).first()
-            if row is not None and row.status == "sending":
-                row.status = "sent" if result.ok else "failed"
-                row.outcome = result.outcome
-                if not result.ok:
-                    row.code_hash = None
+            values: dict[str, Any] = {"status": "sent" if result.ok else "failed", "outcome": result.outcome}
+            if not result.ok:
+                values["code_hash"] = None
+            archive_id = await s.scalar(
+                update(BindAttempt)
+                .where(BindAttempt.public_id == bind_id, BindAttempt.status == "sending")
+                .values(**values)
+                .returning(BindAttempt.archive_id)
+                .execution_options(synchronize_session=False)
+            )
             audit.by_identity(
                 s,
                 caller,
                 "bind_code",
-                row.archive_id if row else None,
+                archive_id,
                 result="ok" if result.ok else "failed",
                 reason=None if result.ok else result.outcome,
                 detail={"provider": self._sms.provider, "provider_code": result.provider_code or None},
@@ -511,11 +514,15 @@ def _finished(status: str) -> Exception:
 
 
 async def person_identity_ids(s: AsyncSession, identity_id: int) -> list[int]:
-    """The identity and those of the same person on the other channel (same unionid)."""
-    unionid = await s.scalar(select(Identity.unionid).where(Identity.id == identity_id))
-    if not unionid:
-        return [identity_id]
-    ids = (await s.scalars(select(Identity.id).where(Identity.unionid == unionid))).all()
+    """The identity and those of the same person on the other channel (same unionid), in one query."""
+    unionid = select(Identity.unionid).where(Identity.id == identity_id).scalar_subquery()
+    ids = (
+        await s.scalars(
+            select(Identity.id).where(
+                or_(Identity.id == identity_id, and_(Identity.unionid.is_not(None), Identity.unionid == unionid))
+            )
+        )
+    ).all()
     return sorted(set(ids) | {identity_id})
 
 

@@ -15,14 +15,18 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """Build the async engine. SQLite runs in WAL mode with foreign keys on; PostgreSQL gets a
-    bounded pool that checks connections before use (a restarted server is not an error page)."""
+    """Build the async engine. SQLite runs in WAL mode with foreign keys on, through a single
+    connection per process; PostgreSQL gets a bounded pool that checks connections before use (a
+    restarted server is not an error page)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if is_sqlite(url):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
+        # One connection, waited for in turn: SQLite has one writer at a time, and writers that
+        # find it busy sleep and retry unfairly (second-long tails under load).
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
