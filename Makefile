@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/wechat_endpoint.py
+	$(BIN)/python bench/binding.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
