@@ -7,28 +7,36 @@ processes, one after the other, each pinned to the first CPU this process may us
   safe-mode text reply of the usual size): what Tornado alone costs per request;
 * **/wechat** — the real application (``build_services`` + ``make_app``) from real settings in
   demo mode: a temp ``data_dir``, a fresh SQLite database migrated with
-  ``wechat_backend.db.upgrade``, Redis from ``$REDIS_URL`` or else the embedded server (empty
-  ``[redis] url``), known WeChat token / EncodingAESKey / app_id. Logging is set up as
-  ``wechat-backend serve`` sets it up (INFO, access log included) in both children; their stderr
-  goes to a file in the temp dir.
+  ``wechat_backend.db.upgrade`` holding one institution (imported as upstream sends it), Redis from
+  ``$REDIS_URL`` or else the embedded server (empty ``[redis] url``), known WeChat token /
+  EncodingAESKey / app_id. Logging is set up as ``wechat-backend serve`` sets it up (INFO, access
+  log included) in both children; their stderr goes to a file in the temp dir.
 
 The load generator is this process, pinned to the second CPU: an asyncio client (protocol
 callbacks, no streams) keeping ``--connections`` persistent HTTP/1.1 keep-alive connections, each
 sending its next request as soon as the previous response (Content-Length framed) is complete.
-Every request is built before its phase starts: distinct ``MsgId``, ``FromUserName`` and
-``Content``, encrypted with wechatpy's ``WeChatCrypto.encrypt_message``, with ``signature``,
-``msg_signature``, ``timestamp`` (now), ``nonce``, ``encrypt_type=aes`` and ``openid`` — so
-dedupe never answers from its cache and the client spends no CPU on crypto while measuring. Both
-servers get the same requests (the bare one ignores them).
+
+Only followers can message an official account, so the load comes from a pool of ``--followers``
+openids (default 2,000). Each first follows: an unmeasured warm-up sends one ``subscribe`` event per
+openid to /wechat (every other one through the bench institution's QR code, ``qrscene_<code>``),
+which records the identity as a real follow does; every reply must be 200 and 1 in 10 must be the
+right welcome. The measured /wechat phases then send text messages from the followers in turn, each
+with its own ``MsgId`` and ``Content`` — nothing is replayed, so dedupe never answers from its
+cache. Every request is built before its phase starts, encrypted with wechatpy's
+``WeChatCrypto.encrypt_message``, with ``signature``, ``msg_signature``, ``timestamp`` (now),
+``nonce``, ``encrypt_type=aes`` and ``openid``, so the client spends no CPU on crypto while
+measuring. The bare handler gets requests built the same way (and ignores them).
 
 Phases (warm-up ``--warmup`` s, then ``--seconds`` s measured; requests completed in the window
-count): bare Tornado; /wechat with text messages that get the fallback answer; /wechat with 1 in
-10 messages a keyword (绑定, 档案, 随访, 体检, 留言, 帮助 in turn). Redis, when embedded, runs on the
+count): bare Tornado; /wechat with text messages that get the fallback answer (which names the
+institution's consultation phone for followers who came through its code); /wechat with 1 in 10
+messages a keyword (绑定, 档案, 随访, 体检, 留言, 帮助 in turn). Redis, when embedded, runs on the
 client's CPU so that the server's CPU holds the server process only.
 
 Checks: every response must be 200; 1 % of /wechat responses (kept during the run, checked after
-it) must decrypt to a text reply to the sender with the expected answer; the server's own counts
-must show every request processed once (no retry, no missing dedupe, nothing in the background).
+it) must decrypt to a text reply to the sender with the expected answer for that follower; the
+server's own counts must show every request (follows included) processed once (no retry, no
+missing dedupe, nothing in the background).
 Any failure exits 1 (after printing and saving the results); a missed target prints MISSED and
 exits 0. Targets (from the issue): /wechat >= 0.5 x the bare handler's requests/s; p99 < 20 ms.
 
@@ -68,6 +76,7 @@ import wechatpy
 from machine import machine_info
 from wechatpy.crypto import WeChatCrypto
 
+from wechat_backend.app import build_services
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.db import create_engine, upgrade
 from wechat_backend.wechat import replies
@@ -84,6 +93,10 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APP_ID = "wx5b6e1c0d2a3f4e71"
 ACCOUNT = "gh_0b5e1c0d2a3f"
 KEYWORD_EVERY = 10
+FOLLOWERS = 2000  # default size of the follower pool
+SCENE_EVERY = 2  # every other follower follows through the bench institution's QR code
+BENCH_INSTITUTION_CODE = "371522001"
+BENCH_INSTITUTION = replies.Contact("莘县燕店镇卫生院", "0635-7123456")
 SAMPLE_EVERY = 100  # 1 % of /wechat responses are decrypted and checked after the phase
 READY_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 10.0
@@ -118,12 +131,30 @@ def bench_settings(data_dir: Path, key_prefix: str) -> Settings:
     )
 
 
-async def migrate(settings: Settings) -> None:
+async def prepare_database(settings: Settings) -> None:
+    """Migrate, then import the institution some followers follow through (as upstream sends it)."""
     engine = create_engine(settings.database.url)
     try:
         await upgrade(engine)
     finally:
         await engine.dispose()
+    services = await build_services(settings, with_redis=False)
+    try:
+        line = {
+            "type": "institution",
+            "upstream_id": "bench-inst-1",
+            "version": 1,
+            "code": BENCH_INSTITUTION_CODE,
+            "name": BENCH_INSTITUTION.institution,
+            "county_code": BENCH_INSTITUTION_CODE[:6],
+            "county_name": "莘县",
+            "consult_phone": BENCH_INSTITUTION.phone,
+        }
+        report = await services.ingest.import_objects([json.dumps(line, ensure_ascii=False)])
+    finally:
+        await services.close()
+    if report.inserted != 1:
+        raise BenchError(f"the bench institution was not imported: {report.errors}")
 
 
 def home_url(settings: Settings) -> str:
@@ -187,7 +218,7 @@ async def _serve_wechat(cfg: dict[str, Any]) -> None:
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from wechat_backend.app import build_services, make_app
+    from wechat_backend.app import make_app
 
     settings = bench_settings(Path(cfg["data_dir"]), cfg["key_prefix"])
     services = await build_services(settings)
@@ -325,16 +356,23 @@ def _field(xml: str, tag: str) -> str:
 
 
 class RequestFactory:
-    """Safe-mode text pushes as WeChat sends them, each with its own MsgId, sender and content."""
+    """Safe-mode pushes as WeChat sends them, from a pool of followers: their follow events, then
+    text messages each with its own MsgId and content."""
 
-    def __init__(self, settings: Settings, port: int, first_seq: int) -> None:
+    def __init__(self, settings: Settings, port: int, first_seq: int, followers: int) -> None:
         self._crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
         self._host = f"127.0.0.1:{port}"
         self._home = home_url(settings)
         self.seq = first_seq
         self._keywords = [word for word, _ in replies.KEYWORDS]
+        self.openids = [f"oBench{n:022d}" for n in range(1, followers + 1)]
+        # Every other follower came through the bench institution's QR code: its replies name its phone.
+        self.contacts = {
+            openid: BENCH_INSTITUTION if n % SCENE_EVERY == 0 else replies.Contact()
+            for n, openid in enumerate(self.openids)
+        }
 
-    def content(self, keyword_every: int | None) -> tuple[str, str]:
+    def content(self, keyword_every: int | None, contact: replies.Contact) -> tuple[str, str]:
         """(text the resident typed, the answer the account should give)."""
         n = self.seq
         if keyword_every and n % keyword_every == 0:
@@ -345,39 +383,58 @@ class RequestFactory:
         menu_key = replies.keyword_key(text)
         if keyword_every is None and menu_key is not None:
             raise BenchError(f"fallback text {text!r} matches keyword {menu_key}")
-        return text, replies.answer(menu_key or "", self._home, replies.Contact())
+        return text, replies.answer(menu_key or "", self._home, contact)
+
+    def follows(self) -> tuple[list[bytes], list[Sent]]:
+        """A ``subscribe`` event from every follower, through the institution's QR code for some."""
+        requests: list[bytes] = []
+        sent: list[Sent] = []
+        for openid in self.openids:
+            contact = self.contacts[openid]
+            scene = f"<EventKey><![CDATA[qrscene_{BENCH_INSTITUTION_CODE}]]></EventKey>" if contact.phone else ""
+            fields = f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>{scene}"
+            requests.append(self._request(openid, fields))
+            sent.append(Sent(openid, replies.welcome(self._home, contact.institution)))
+        return requests, sent
 
     def build(self, count: int, keyword_every: int | None) -> tuple[list[bytes], list[Sent]]:
+        """``count`` text messages from the followers in turn, each with its own MsgId and content."""
         requests: list[bytes] = []
         sent: list[Sent] = []
         for _ in range(count):
             self.seq += 1
-            text, expected = self.content(keyword_every)
-            openid = f"oBench{self.seq:022d}"
-            now = str(int(time.time()))
-            nonce = str(secrets.randbelow(10**10))
-            inner = (
-                f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
-                f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{now}</CreateTime>"
+            openid = self.openids[self.seq % len(self.openids)]
+            text, expected = self.content(keyword_every, self.contacts[openid])
+            fields = (
                 f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
-                f"<MsgId>{7_000_000_000_000_000_000 + self.seq}</MsgId></xml>"
+                f"<MsgId>{7_000_000_000_000_000_000 + self.seq}</MsgId>"
             )
-            envelope = self._crypto.encrypt_message(inner, nonce, now)
-            encrypted = _field(envelope, "Encrypt")
-            query = (
-                f"signature={_sign(TOKEN, now, nonce)}&timestamp={now}&nonce={nonce}&openid={openid}"
-                f"&encrypt_type=aes&msg_signature={_field(envelope, 'MsgSignature')}"
-            )
-            body = (
-                f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-            ).encode()
-            head = (
-                f"POST /wechat?{query} HTTP/1.1\r\nHost: {self._host}\r\nUser-Agent: Mozilla/4.0\r\nAccept: */*\r\n"
-                f"Pragma: no-cache\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            requests.append(head + body)
+            requests.append(self._request(openid, fields))
             sent.append(Sent(openid, expected))
         return requests, sent
+
+    def _request(self, openid: str, fields: str) -> bytes:
+        """The whole HTTP request: encrypted, signed, timestamped now."""
+        now = str(int(time.time()))
+        nonce = str(secrets.randbelow(10**10))
+        inner = (
+            f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{now}</CreateTime>{fields}</xml>"
+        )
+        envelope = self._crypto.encrypt_message(inner, nonce, now)
+        encrypted = _field(envelope, "Encrypt")
+        query = (
+            f"signature={_sign(TOKEN, now, nonce)}&timestamp={now}&nonce={nonce}&openid={openid}"
+            f"&encrypt_type=aes&msg_signature={_field(envelope, 'MsgSignature')}"
+        )
+        body = (
+            f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        ).encode()
+        head = (
+            f"POST /wechat?{query} HTTP/1.1\r\nHost: {self._host}\r\nUser-Agent: Mozilla/4.0\r\nAccept: */*\r\n"
+            f"Pragma: no-cache\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        return head + body
 
     def reply_like(self) -> str:
         """A safe-mode text reply of the usual size: the bare handler's fixed body."""
@@ -611,6 +668,44 @@ async def _drive(load: Load, child: Child, args: argparse.Namespace) -> tuple[fl
     return span, cpu
 
 
+async def _drive_all(load: Load, child: Child, args: argparse.Namespace) -> None:
+    """Every request of ``load`` once, over the same connections, then stop (nothing measured)."""
+    loop = asyncio.get_running_loop()
+    conns: list[Connection] = []
+    for _ in range(args.connections):
+        _, proto = await loop.create_connection(lambda: Connection(load), "127.0.0.1", child.port)
+        conns.append(proto)
+    for c in conns:
+        c.send_next()
+    deadline = loop.time() + DRAIN_TIMEOUT + len(load.requests) / 100  # at least 100 follows a second
+    while (any(c.busy for c in conns) or load.next_index < len(load.requests)) and loop.time() < deadline:
+        load.idle.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(load.idle.wait(), max(0.01, deadline - loop.time()))
+    stuck = len(load.requests) - load.completed
+    if stuck:
+        load.errors.append(f"{stuck} follows unanswered")
+    for c in conns:
+        if c.transport is not None:
+            c.transport.close()
+    await asyncio.sleep(0.05)
+
+
+def follow_all(child: Child, requests: list[bytes], sent: list[Sent], args: argparse.Namespace) -> Load:
+    """The unmeasured warm-up: every follower follows; each reply must be 200, 1 in 10 is checked."""
+    log(f"follow: {len(requests):,} followers subscribe (not measured) ...")
+    load = Load(requests, len(requests), False, 10)
+    asyncio.run(_drive_all(load, child, args))
+    crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
+    problems = [f"follow {i}: {p}" for i, body in load.samples if (p := check_reply(body, sent[i], crypto))]
+    problems += [f"follow: {n:,} responses with status {s}" for s, n in load.statuses.items() if s != 200]
+    problems += [f"follow: {e}" for e in dict.fromkeys(load.errors)]
+    if problems:
+        raise BenchError("the follows were not all answered correctly: " + "; ".join(problems[:5]))
+    log(f"  {load.completed:,} follows answered, {len(load.samples)} welcome replies checked")
+    return load
+
+
 def run_phase(
     name: str, child: Child, requests: list[bytes], args: argparse.Namespace, *, cycle: bool, sample: bool
 ) -> tuple[Phase, Load]:
@@ -655,7 +750,7 @@ def verify_samples(phase: Phase, load: Load, sent: list[Sent]) -> None:
 
 def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple[list[Phase], dict[str, Any]]:
     settings = bench_settings(tmp, f"bench{secrets.token_hex(3)}")
-    asyncio.run(migrate(settings))
+    asyncio.run(prepare_database(settings))
     cfg: dict[str, Any] = {
         "server_cpu": cpus[0],
         "client_cpu": cpus[1],
@@ -664,11 +759,11 @@ def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple
         "profile_path": str(args.profile_path) if args.profile else "",
     }
     # Phase 1: bare Tornado, with the same requests (a pool reused in turn).
-    factory = RequestFactory(settings, 0, first_seq=0)
+    factory = RequestFactory(settings, 0, first_seq=0, followers=args.followers)
     cfg["bare_body"] = factory.reply_like()
     bare_child = start_child("bare", cfg, tmp)
     try:
-        pool, _ = RequestFactory(settings, bare_child.port, first_seq=0).build(2000, None)
+        pool, _ = RequestFactory(settings, bare_child.port, first_seq=0, followers=args.followers).build(2000, None)
         bare, _ = run_phase("bare Tornado handler", bare_child, pool, args, cycle=True, sample=False)
         bare_child.stop()
     finally:
@@ -677,9 +772,9 @@ def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple
     phases = [bare]
     wechat_child = start_child("wechat", cfg, tmp)
     try:
-        factory = RequestFactory(settings, wechat_child.port, first_seq=10**9)
+        factory = RequestFactory(settings, wechat_child.port, first_seq=10**9, followers=args.followers)
+        processed = follow_all(wechat_child, *factory.follows(), args).completed
         size = min(args.max_requests, int(bare.rate * (args.warmup + args.seconds) * 1.25) + 4 * args.connections)
-        processed = 0
         for name, every in (("/wechat fallback text", None), (f"/wechat 1 in {KEYWORD_EVERY} keyword", KEYWORD_EVERY)):
             log(f"building {size:,} encrypted requests for {name} ...")
             pool, sent = factory.build(size, every)
@@ -790,6 +885,7 @@ def report(
             "warmup": args.warmup,
             "connections": args.connections,
             "max_requests": args.max_requests,
+            "followers": args.followers,
             "profile": args.profile,
         },
     }
@@ -825,10 +921,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--max-requests", type=int, default=200_000, help="most requests one phase may send (default 200,000)"
     )
+    p.add_argument(
+        "--followers", type=int, default=FOLLOWERS, help=f"followers sending the messages (default {FOLLOWERS:,})"
+    )
     p.add_argument("--profile", action="store_true", help="run the /wechat server under cProfile")
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0 or args.connections < 1 or args.max_requests < args.connections:
         p.error("--seconds must be > 0, --warmup >= 0, --connections >= 1, --max-requests >= --connections")
+    if args.followers < 1:
+        p.error("--followers must be >= 1")
     return args
 
 

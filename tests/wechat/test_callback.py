@@ -35,7 +35,7 @@ from wechat_sample import (
 from wechat_backend.app import Services
 from wechat_backend.errors import BadInput, Forbidden, TooLarge
 from wechat_backend.wechat import replies
-from wechat_backend.wechat.callback import CallbackService, dedup_id, dedup_key
+from wechat_backend.wechat.callback import CONTACT_TTL, CallbackService, contact_key, dedup_id, dedup_key
 from wechat_backend.wechat.xml_guard import declares_markup
 
 HOME = "https://jkda.example.cn/r/home"
@@ -64,6 +64,17 @@ async def push(cb: CallbackService, xml: str) -> str:
 async def add_institution(services: Services, **over: object) -> None:
     report = await services.ingest.import_objects([json.dumps(institution(**over))])
     assert report.inserted == 1
+
+
+def no_database() -> None:
+    """A session factory for a callback that must answer without the database."""
+    raise AssertionError("the database was used")
+
+
+async def cached_line(services: Services, openid: str = OPENID) -> str | None:
+    assert services.redis is not None
+    value = await services.redis.client.get(contact_key(services.settings, openid))
+    return value.decode() if value is not None else None
 
 
 # --------------------------------------------------------------------------- WeChat's sample
@@ -255,8 +266,8 @@ async def test_menu_clicks_get_their_answer(services: Services, key: str, says: 
 @pytest.mark.parametrize(
     ("content", "says"),
     [
-        ("绑定", "1. 打开 " + HOME),
-        (" 我想给孩子绑定档案 ", "1. 打开 " + HOME),
+        ("绑定", "1. 打开 https://jkda.example.cn/r/bind"),
+        (" 我想给孩子绑定档案 ", "1. 打开 https://jkda.example.cn/r/bind"),
         ("档案", "查看健康档案：\n" + HOME),
         ("随访", "查看随访和体检记录：\n" + HOME),
         ("帮助", "随访 — 查看随访和体检记录"),
@@ -285,8 +296,10 @@ async def test_a_view_click_needs_no_answer(services: Services) -> None:
 async def test_retries_get_the_same_reply_and_are_processed_once(services: Services) -> None:
     cb = services.callback
     query, body = safe_request(fixture("text", Content="档案"))
-    answers = [open_envelope((await cb.handle(query, body)).body) for _ in range(3)]
+    sealed = [(await cb.handle(query, body)).body for _ in range(3)]
+    answers = [open_envelope(reply) for reply in sealed]
     assert answers[0] == answers[1] == answers[2]
+    assert len({element(reply, "Encrypt") for reply in sealed}) == 3  # each sealed afresh, random prefix
     assert "查看健康档案" in element(answers[0], "Content")
     assert cb.counts["processed"] == 1 and cb.counts["retried"] == 2
 
@@ -375,6 +388,146 @@ async def test_with_redis_down_the_callback_still_answers_without_dedupe(
     assert OPENID not in caplog.text and "随访" not in caplog.text
 
 
+async def test_with_redis_down_the_contact_line_comes_from_the_database(
+    services: Services, dead_redis: aioredis.Redis
+) -> None:
+    await add_institution(services)
+    await push(services.callback, fixture("event_subscribe_scan"))
+    cb = callback_with(services, redis=dead_redis)
+    assert "0635-7123456" in await push(cb, fixture("text", Content="你好"))
+    assert cb.counts["processed"] == 1 and cb.counts["no_dedupe"] == 1
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[aioredis.Redis]:
+    """A server that accepts connections and never answers."""
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda reader, writer: accepted.append(writer), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1.0)
+    yield client
+    await client.aclose()
+    for writer in accepted:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_redis_that_hangs_delays_the_answer_by_half_a_second_at_most(
+    services: Services, silent_redis: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = callback_with(services, redis=silent_redis)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING, logger="wechat_backend"):
+        assert "没有看懂" in await push(cb, fixture("text", Content="你好"))
+    assert loop.time() - started < 0.9
+    assert cb.counts["processed"] == 1 and cb.counts["no_dedupe"] == 1
+    assert "dedupe unavailable (TimeoutError)" in caplog.text
+    await cb.drain()
+
+
 async def test_without_redis_configured_the_callback_answers(services: Services) -> None:
     cb = callback_with(services, redis=None)
     assert "欢迎关注" in await push(cb, fixture("event_subscribe"))
+
+
+# --------------------------------------------------------------------------- the follower's contact line
+
+
+async def test_after_a_follow_the_contact_line_is_cached_and_messages_need_no_database(services: Services) -> None:
+    await add_institution(services)
+    await push(services.callback, fixture("event_subscribe_scan"))
+    assert await cached_line(services) == "有疑问请拨打莘县燕店镇卫生院咨询电话：0635-7123456"
+    cb = callback_with(services, sessions=no_database)
+    for n, content in enumerate(("今天天气怎么样", "帮助", "留言", "绑定")):
+        text = await push(cb, fixture("text", Content=content, MsgId=str(n)))
+        assert ("0635-7123456" in text) == (content != "绑定")
+    assert "0635-7123456" in await push(cb, fixture("image"))
+    assert cb.counts["processed"] == 5 and cb.counts["no_dedupe"] == 0
+
+
+async def test_a_follow_without_an_institution_caches_the_general_line(services: Services) -> None:
+    await push(services.callback, fixture("event_subscribe"))
+    assert await cached_line(services) == replies.contact_line(replies.Contact())
+    text = await push(callback_with(services, sessions=no_database), fixture("text", Content="你好"))
+    assert text == replies.fallback(replies.Contact())
+
+
+async def test_when_redis_loses_the_cache_the_database_answers_and_the_line_is_cached_again(
+    services: Services,
+) -> None:
+    await add_institution(services)
+    await push(services.callback, fixture("event_subscribe_scan"))
+    assert services.redis is not None
+    await services.redis.client.flushdb()
+    assert "0635-7123456" in await push(services.callback, fixture("text", Content="你好", MsgId="1"))
+    assert await cached_line(services) == "有疑问请拨打莘县燕店镇卫生院咨询电话：0635-7123456"
+    assert 60 <= await services.redis.client.ttl(contact_key(services.settings, OPENID)) <= CONTACT_TTL
+    assert "0635-7123456" in await push(callback_with(services, sessions=no_database), fixture("text", MsgId="2"))
+
+
+async def test_a_scan_that_credits_an_institution_changes_the_line_at_once(services: Services) -> None:
+    await add_institution(services)
+    await push(services.callback, fixture("event_subscribe"))
+    assert "0635-7123456" not in await push(services.callback, fixture("text", Content="你好", MsgId="1"))
+    await push(services.callback, fixture("event_scan", CreateTime="1409735670"))
+    assert "0635-7123456" in await push(services.callback, fixture("text", Content="你好", MsgId="2"))
+
+
+async def test_a_scan_of_a_second_institution_keeps_the_first_ones_line(services: Services) -> None:
+    await add_institution(services)
+    await add_institution(services, upstream_id="inst-2", code="371522002", name="莘县王奉镇卫生院")
+    await push(services.callback, fixture("event_subscribe_scan"))
+    assert services.redis is not None
+    await services.redis.client.flushdb()
+    await push(services.callback, fixture("event_scan", CreateTime="1409735670", EventKey="371522002"))
+    assert "莘县燕店镇卫生院" in (await cached_line(services) or "")
+
+
+async def test_a_message_from_someone_never_seen_reads_the_database_once(services: Services) -> None:
+    assert "建档机构（社区卫生服务中心或乡镇卫生院）" in await push(services.callback, fixture("text", MsgId="1"))
+    assert await cached_line(services) == replies.contact_line(replies.Contact())
+    assert "没有看懂" in await push(callback_with(services, sessions=no_database), fixture("text", MsgId="2"))
+
+
+async def test_contact_keys_are_prefixed_hashed_and_expire(services: Services) -> None:
+    await push(services.callback, fixture("event_subscribe"))
+    assert services.redis is not None
+    key = contact_key(services.settings, OPENID)
+    assert key.startswith(f"{services.settings.redis.key_prefix}:wechat:contact:") and OPENID not in key
+    assert CONTACT_TTL - 60 <= await services.redis.client.ttl(key) <= CONTACT_TTL
+
+
+async def test_a_retry_of_a_message_whose_line_is_read_from_the_database_waits_for_the_reply(
+    services: Services,
+) -> None:
+    cb = services.callback
+    query, body = safe_request(fixture("text", Content="留言"))
+    first, second = await asyncio.gather(cb.handle(query, body), cb.handle(query, body))
+    assert open_envelope(first.body) == open_envelope(second.body)
+    assert "给建档机构留言" in element(open_envelope(first.body), "Content")
+    assert cb.counts["processed"] == 1 and cb.counts["retried"] == 1
+
+
+async def test_many_messages_at_once_are_each_answered_once(services: Services) -> None:
+    cb = services.callback
+    await push(cb, fixture("event_subscribe"))
+    contents = ["你好", "绑定", "帮助", "档案", "随访", "留言"] * 5
+    pushes = [fixture("text", Content=c, MsgId=str(n)) for n, c in enumerate(contents)]
+    first = await asyncio.gather(*(push(cb, xml) for xml in pushes))
+    again = await asyncio.gather(*(push(cb, xml) for xml in pushes))
+    assert first == again
+    expected = [replies.answer(replies.keyword_key(c) or "", HOME, replies.Contact()) for c in contents]
+    assert first == expected
+    assert cb.counts["processed"] == 1 + len(pushes) and cb.counts["retried"] == len(pushes)
+
+
+async def test_after_redis_forgets_its_scripts_messages_are_still_deduplicated(services: Services) -> None:
+    cb = services.callback
+    assert "没有看懂" in await push(cb, fixture("text", MsgId="1"))
+    assert services.redis is not None
+    await services.redis.client.script_flush()
+    assert "没有看懂" in await push(cb, fixture("text", MsgId="2"))
+    assert "没有看懂" in await push(cb, fixture("text", MsgId="2"))
+    assert cb.counts["processed"] == 2 and cb.counts["retried"] == 1 and cb.counts["no_dedupe"] == 0

@@ -107,3 +107,14 @@ async def test_each_bad_input_gets_its_status_and_the_server_keeps_serving(
     assert b"Traceback" not in r.body and b"root:x:0" not in r.body
     assert OPENID not in caplog.text and "signature=" not in caplog.text
     await assert_still_serving(base_url)
+
+
+async def test_a_verb_wechat_never_uses_is_refused(base_url: str) -> None:
+    url = f"{base_url}/wechat?{urlencode(plain_query())}"
+    r = await AsyncHTTPClient().fetch(url, method="PUT", body=fixture("text"), raise_error=False)
+    assert r.code == 401
+
+
+async def test_every_answer_carries_a_request_id(base_url: str) -> None:
+    r = await fetch(base_url, plain_query(), fixture("event_click"))
+    assert r.code == 200 and len(r.headers["X-Request-Id"]) == 16

@@ -7,15 +7,26 @@
 - 被动回复 (5 s, three tries, ``success``):
   https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Passive_user_reply_message.html
 
-wechatpy does the signatures, the AES envelope, parsing and reply rendering; everything it parses
-has first passed :mod:`.xml_guard`. A request is refused with 403 when ``signature`` (and in safe
-mode ``msg_signature``) is wrong or its timestamp is more than 5 minutes from our clock.
+wechatpy does the signatures, the AES envelope, the message objects and reply rendering; every
+byte parsed has first passed :mod:`.xml_guard`, which parses each body once (the wechatpy message is
+built from those fields). A request is refused with 403 when ``signature`` (and in safe mode
+``msg_signature``) is wrong or its timestamp is more than 5 minutes from our clock.
 
-WeChat retries an unanswered push after 5 s, three times in all. The first delivery claims a key in
-Redis (``SET NX``) and stores its reply there; a retry gets the same reply and is never processed
-again. Handling gets :data:`REPLY_BUDGET` seconds; what takes longer answers ``success`` at once and
-goes on in the background, replying by customer-service message. Without Redis the callback still
-answers, only without dedupe.
+WeChat retries an unanswered push after 5 s, three times in all. Each delivered message has a
+dedupe key in Redis holding its reply; a retry gets the stored reply and is never processed again.
+
+- Text, menu clicks and other messages get a text answer that needs no I/O but the sender's contact
+  line (the consultation phone of the institution they followed through), cached in Redis per
+  follower. The reply is rendered first, and one Lua script claims the key, splices in the cached
+  line and stores the reply: one round trip. Without a cached line the script only claims; the line
+  is read from the database (and cached), then the reply is stored.
+- Follow, scan and unfollow write to the database: the key is claimed (``SET NX``), the work runs,
+  the reply is stored. Follow and scan also write the follower's contact line to the cache.
+
+Work that takes longer than :data:`REPLY_BUDGET` seconds answers ``success`` at once and goes on in
+the background, replying by customer-service message. Without Redis the callback still answers,
+only without dedupe and with the contact read from the database. Redis may lose everything at any
+moment: the database is the truth, the cache only spares it.
 """
 
 from __future__ import annotations
@@ -27,18 +38,18 @@ import re
 import secrets
 import struct
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from wechatpy import parse_message
-from wechatpy.crypto import WeChatCrypto
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.messages import BaseMessage
+from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
@@ -61,6 +72,7 @@ TIMESTAMP_WINDOW = 300  # seconds either side of our clock
 REPLY_BUDGET = 4.0  # seconds from arrival to reply, inside WeChat's 5
 REDIS_TIMEOUT = 0.5  # one Redis call may not eat the budget
 DEDUP_TTL = 300  # WeChat's three tries span about 15 s
+CONTACT_TTL = 3600  # bounds how long an institution's changed phone goes unseen
 POLL_INTERVAL = 0.05
 SUCCESS = "success"
 XML_TYPE = "application/xml; charset=utf-8"
@@ -72,6 +84,29 @@ _SCENE_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 _LOG_UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
 _OTHER_MESSAGES = ("image", "voice", "video", "shortvideo", "location", "link")
 _DECRYPT_ERRORS = (ValueError, TypeError, IndexError, struct.error)
+# Stands for the contact line in a rendered reply until the script splices in the cached one;
+# XML cannot carry NUL, so nothing parsed from a push can contain it.
+_LINE = "\x00contact\x00"
+
+# Claim a message's dedupe key (KEYS[1]) and, when the reply is known, store it in the same step.
+# With KEYS[2] the reply names the follower's contact line cached there: ARGV[2] .. line .. ARGV[3].
+# One string back (cheaper to read than an array): "C" + the stored value (claimed, reply stored),
+# "M" (claimed, no cached line: the caller works it out and stores it) or "D" + what the first
+# delivery stored, if anything (a retry).
+_REPLY_SCRIPT = """
+local line = ''
+if KEYS[2] then
+  line = redis.call('GET', KEYS[2])
+  if not line then
+    if redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then return 'M' end
+    return 'D' .. (redis.call('GET', KEYS[1]) or '')
+  end
+end
+local reply = 'R' .. ARGV[2] .. line .. ARGV[3]
+if redis.call('SET', KEYS[1], reply, 'NX', 'EX', ARGV[1]) then return 'C' .. reply end
+return 'D' .. (redis.call('GET', KEYS[1]) or '')
+"""
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -98,6 +133,11 @@ def dedup_id(fields: Mapping[str, str]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+def contact_key(settings: Settings, openid: str) -> str:
+    """``{prefix}:wechat:contact:<hashed openid>``: the follower's contact line as replies print it."""
+    return key(settings, "wechat", "contact", hashlib.sha256(f"oa|{openid}".encode()).hexdigest()[:32])
+
+
 async def find_institution(s: AsyncSession, code: str) -> Contact | None:
     """The institution's name and consultation phone, or None when the code is unknown."""
     row = (await s.execute(select(Institution.name, Institution.consult_phone).where(Institution.code == code))).first()
@@ -114,6 +154,14 @@ async def find_contact(s: AsyncSession, openid: str) -> Contact:
         )
     ).first()
     return Contact(row.name, row.consult_phone) if row else Contact()
+
+
+# Messages answered with a text that needs no I/O but the contact line: (MsgType, Event) -> menu key.
+_ANSWERS: dict[tuple[str, str], Callable[[Any], str]] = {
+    ("text", ""): lambda m: replies.keyword_key(m.content or "") or "",
+    ("event", "click"): lambda m: m.key or "",
+    **{(t, ""): lambda m: "" for t in _OTHER_MESSAGES},  # the fallback
+}
 
 
 class CallbackService:
@@ -141,6 +189,7 @@ class CallbackService:
         self._home_url = f"{settings.server.public_base_url.rstrip('/')}/r/home"
         self._sessions = sessions
         self._redis = redis
+        self._reply_script = _ScriptBatch(redis, _REPLY_SCRIPT, REDIS_TIMEOUT) if redis is not None else None
         self._identities = identities
         self._clock = clock
         self._send_custom = send_custom
@@ -148,15 +197,12 @@ class CallbackService:
         self._crypto = _crypto(settings)
         self._background: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
-        # Dispatch table keyed by (MsgType, Event), as wechatpy's MESSAGE_TYPES / EVENT_TYPES.
+        # Dispatch table for what does I/O, keyed by (MsgType, Event) as wechatpy's EVENT_TYPES.
         self._table: dict[tuple[str, str], Callable[[Any], Awaitable[str | None]]] = {
-            ("text", ""): self._on_text,
             ("event", "subscribe"): self._on_subscribe,
             ("event", "subscribe_scan"): self._on_subscribe,
             ("event", "scan"): self._on_scan,
             ("event", "unsubscribe"): self._on_unsubscribe,
-            ("event", "click"): self._on_click,
-            **{(t, ""): self._on_other_message for t in _OTHER_MESSAGES},
         }
 
     # ------------------------------------------------------------------ entry points
@@ -175,19 +221,20 @@ class CallbackService:
         check_size(body, self._max_body)
         self._check_signature(query)
         safe = query.get("encrypt_type", "").lower() == "aes"  # safe and compatible modes
-        text, fields = parse_flat(body, self._max_body)
+        fields = parse_flat(body, self._max_body)
         if safe:
-            text, fields = self._decrypt(query, fields)
-        message = _parse(text, fields)
-        inner = await self._reply_once(message, fields, deadline)
+            fields = self._decrypt(query, fields)
+        inner = await self._reply_once(_message(fields), fields, deadline)
         if not inner:
             return CallbackReply(SUCCESS, TEXT_TYPE)
         return CallbackReply(self._seal(inner) if safe else inner, XML_TYPE)
 
     async def drain(self) -> None:
-        """Wait for background continuations (shutdown, tests)."""
+        """Wait for background continuations and Redis calls in flight (shutdown, tests)."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._reply_script is not None:
+            await self._reply_script.drain()
 
     # ------------------------------------------------------------------ checks
 
@@ -203,7 +250,7 @@ class CallbackService:
         if abs(self._clock.time() - int(timestamp)) > TIMESTAMP_WINDOW:
             raise Forbidden()
 
-    def _decrypt(self, query: Mapping[str, str], fields: dict[str, str]) -> tuple[str, dict[str, str]]:
+    def _decrypt(self, query: Mapping[str, str], fields: dict[str, str]) -> dict[str, str]:
         encrypt = fields.get("Encrypt")
         if not encrypt:
             raise BadInput("Encrypt")
@@ -219,7 +266,7 @@ class CallbackService:
             raise Forbidden() from None
         except _DECRYPT_ERRORS:
             raise BadInput("Encrypt") from None
-        return parse_flat(inner.encode("utf-8"), self._max_body)
+        return parse_flat(inner, self._max_body)
 
     def _seal(self, inner: str) -> str:
         """The safe-mode envelope, with our own nonce (nothing from the request is echoed)."""
@@ -232,13 +279,73 @@ class CallbackService:
     async def _reply_once(self, message: BaseMessage, fields: Mapping[str, str], deadline: float) -> str:
         """The inner reply XML ('' for ``success``), computed once per message."""
         did = dedup_id(fields)
-        label = f"{_word(fields['MsgType'])}/{_word(fields.get('Event', '-'))} ref={did[:8]}"
-        claimed = await self._claim(did, label)
+        label = _Label(fields, did)
+        answer = _ANSWERS.get((message.type, getattr(message, "event", "") or ""))
+        menu_key = answer(message) if answer else None
+        if menu_key is not None and self._reply_script is not None:
+            claimed, stored = await self._answer_once(message, menu_key, did, label)
+            if claimed and stored is not None:
+                self.counts["processed"] += 1
+                return stored
+        else:
+            claimed, stored = await self._claim(did, label), None
         if claimed is False:
             self.counts["retried"] += 1
-            return await self._stored_reply(did, label, deadline)
+            return await self._stored_reply(did, label, deadline, stored)
         self.counts["processed"] += 1
-        task = asyncio.ensure_future(self._dispatch(message))
+        if menu_key is not None:  # no cached contact line, or no dedupe
+            work = self._answer(menu_key, message.source, label, cache=claimed is not None)
+        else:
+            work = self._dispatch(message)
+        return await self._within_budget(work, message, did, label, claimed, deadline)
+
+    async def _answer_once(
+        self, message: BaseMessage, menu_key: str, did: str, label: _Label
+    ) -> tuple[bool | None, str | None]:
+        """One round trip: ``(True, reply)`` claimed and stored; ``(True, None)`` claimed, but the
+        contact line is not cached; ``(False, stored)`` a retry; ``(None, None)`` no dedupe."""
+        assert self._reply_script is not None
+        keys = [dedup_key(self._settings, did)]
+        line: Contact | str = Contact()
+        if replies.needs_contact(menu_key):
+            keys.append(contact_key(self._settings, message.source))
+            line = _LINE
+        head, _, tail = self._render(message, replies.answer(menu_key, self._home_url, line)).partition(_LINE)
+        try:
+            result = await self._reply_script.call(keys, [DEDUP_TTL, head, tail])
+        except _REDIS_ERRORS as exc:
+            _redis_failed(label, exc)
+            self.counts["no_dedupe"] += 1
+            return None, None
+        result = result.decode("utf-8") if isinstance(result, bytes) else result
+        state, value = result[:1], result[1:]
+        if state == "C":
+            return True, value[len(_DONE) :]
+        return (True, None) if state == "M" else (False, value or None)
+
+    async def _claim(self, did: str, label: _Label) -> bool | None:
+        """True: ours to process; False: a retry; None: no dedupe (no Redis, or it failed)."""
+        if self._redis is None:
+            self.counts["no_dedupe"] += 1
+            return None
+        dkey = dedup_key(self._settings, did)
+        ok = await self._redis_call(label, self._redis.set, dkey, _PENDING, nx=True, ex=DEDUP_TTL)
+        if ok is _FAILED:
+            self.counts["no_dedupe"] += 1
+            return None
+        return bool(ok)  # SET NX answers None when the key exists
+
+    async def _within_budget(
+        self,
+        work: Coroutine[Any, Any, str | None],
+        message: BaseMessage,
+        did: str,
+        label: _Label,
+        claimed: bool | None,
+        deadline: float,
+    ) -> str:
+        """Runs ``work`` until the deadline (then in the background), renders and stores its reply."""
+        task = asyncio.ensure_future(work)
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
         # asyncio.wait, not wait_for(shield(...)): no extra tasks per message, and the work is
         # not cancelled when the budget runs out — it goes on in the background.
@@ -247,57 +354,50 @@ class CallbackService:
             self._continue_in_background(task, message.source, label)
             text = None
         elif task.exception() is not None:
-            if claimed:
-                await self._redis_call(label, "delete", dedup_key(self._settings, did))
+            if claimed and self._redis is not None:
+                await self._redis_call(label, self._redis.delete, dedup_key(self._settings, did))
             raise task.exception()  # type: ignore[misc]
         else:
             text = task.result()
         inner = self._render(message, text) if text else ""
-        if claimed:
-            await self._redis_call(label, "set", dedup_key(self._settings, did), _DONE + inner, ex=DEDUP_TTL)
+        if claimed and self._redis is not None:
+            await self._redis_call(label, self._redis.set, dedup_key(self._settings, did), _DONE + inner, ex=DEDUP_TTL)
         return inner
 
-    async def _claim(self, did: str, label: str) -> bool | None:
-        """True: ours to process; False: a retry; None: no dedupe (no Redis, or it failed)."""
-        if self._redis is None:
-            self.counts["no_dedupe"] += 1
-            return None
-        ok = await self._redis_call(label, "set", dedup_key(self._settings, did), _PENDING, nx=True, ex=DEDUP_TTL)
-        if ok is _FAILED:
-            self.counts["no_dedupe"] += 1
-            return None
-        return bool(ok)  # SET NX answers None when the key exists
-
-    async def _stored_reply(self, did: str, label: str, deadline: float) -> str:
-        """The first delivery's reply; while it is still being worked out, wait within the budget."""
+    async def _stored_reply(self, did: str, label: _Label, deadline: float, value: str | None) -> str:
+        """The first delivery's reply (``value`` when already read); while it is still being worked
+        out, wait within the budget."""
+        assert self._redis is not None
         loop = asyncio.get_running_loop()
         while True:
-            value = await self._redis_call(label, "get", dedup_key(self._settings, did))
-            value = value.decode("utf-8") if isinstance(value, bytes) else value
-            value = value if isinstance(value, str) else None  # also _FAILED
-            if value and value.startswith(_DONE):
+            if value is None:
+                got = await self._redis_call(label, self._redis.get, dedup_key(self._settings, did))
+                value = got.decode("utf-8") if isinstance(got, bytes) else ""  # also _FAILED
+            if value.startswith(_DONE):
                 return value[len(_DONE) :]
             if not value or loop.time() + POLL_INTERVAL > deadline:
                 return ""
             await asyncio.sleep(POLL_INTERVAL)
+            value = None
 
-    async def _redis_call(self, label: str, command: str, *args: Any, **kwargs: Any) -> Any:
-        """One Redis command, bounded in time; failures are logged (no personal data) and give _FAILED."""
-        assert self._redis is not None
+    async def _redis_call(
+        self, label: object, call: Callable[..., Awaitable[Any]], *args: Any, purpose: str = "dedupe", **kw: Any
+    ) -> Any:
+        """One Redis call, bounded in time; failures are logged (no personal data) and give _FAILED."""
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):  # no task per call, unlike wait_for
-                return await getattr(self._redis, command)(*args, **kwargs)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("wechat dedupe unavailable (%s) for %s: answering without it", type(exc).__name__, label)
+                return await call(*args, **kw)
+        except _REDIS_ERRORS as exc:
+            _redis_failed(label, exc, purpose)
             return _FAILED
 
-    def _continue_in_background(self, task: asyncio.Future[str | None], openid: str, label: str) -> None:
+    def _continue_in_background(self, task: asyncio.Future[str | None], openid: str, label: _Label) -> None:
         self.counts["background"] += 1
         later = asyncio.create_task(self._finish_later(task, openid, label))
         self._background.add(later)
         later.add_done_callback(self._background.discard)
 
-    async def _finish_later(self, task: asyncio.Future[str | None], openid: str, label: str) -> None:
+    async def _finish_later(self, task: asyncio.Future[str | None], openid: str, label: _Label) -> None:
         try:
             text = await task
         except Exception as exc:
@@ -336,25 +436,32 @@ class CallbackService:
             async with self._sessions() as s:
                 found = await find_institution(s, scene)
         code = scene if found else None
-        await self._identities.upsert("oa", openid, subscribed=True, scene_institution_code=code)
+        identity = await self._identities.upsert("oa", openid, subscribed=True, scene_institution_code=code)
+        # The follower's contact line as of now, so their next messages need no database.
+        if identity.scene_institution_code is None:
+            contact = Contact()
+        elif found is not None and identity.scene_institution_code == code:
+            contact = found
+        else:  # credited to an institution scanned before
+            contact = await self._contact(openid)
+        if self._redis is not None:
+            ckey, line = contact_key(self._settings, openid), replies.contact_line(contact)
+            await self._redis_call("a follow", self._redis.set, ckey, line, ex=CONTACT_TTL, purpose="contact cache")
         return replies.welcome(self._home_url, found.institution if found else None)
 
     async def _on_unsubscribe(self, message: Any) -> None:
         await self._identities.upsert("oa", message.source, subscribed=False)
 
-    async def _on_click(self, message: Any) -> str:
-        return await self._answer(message.key or "", message.source)
-
-    async def _on_text(self, message: Any) -> str:
-        return await self._answer(replies.keyword_key(message.content or "") or "", message.source)
-
-    async def _on_other_message(self, message: Any) -> str:
-        return replies.fallback(await self._contact(message.source))
-
-    async def _answer(self, menu_key: str, openid: str) -> str:
-        if menu_key in replies.MENU_KEYS and menu_key not in replies.NEEDS_CONTACT:
+    async def _answer(self, menu_key: str, openid: str, label: _Label, *, cache: bool) -> str:
+        """The answer when the contact line is not cached (or Redis is not there): from the database."""
+        if not replies.needs_contact(menu_key):
             return replies.answer(menu_key, self._home_url, Contact())
-        return replies.answer(menu_key, self._home_url, await self._contact(openid))
+        line = replies.contact_line(await self._contact(openid))
+        if cache and self._redis is not None:
+            # NX: a follow that wrote the line meanwhile knows better than our earlier read.
+            ckey = contact_key(self._settings, openid)
+            await self._redis_call(label, self._redis.set, ckey, line, nx=True, ex=CONTACT_TTL, purpose="contact cache")
+        return replies.answer(menu_key, self._home_url, line)
 
     async def _contact(self, openid: str) -> Contact:
         """The consultation phone of the institution the resident followed through, when known."""
@@ -362,9 +469,127 @@ class CallbackService:
             return await find_contact(s, openid)
 
 
+_Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+
+
+class _ScriptBatch:
+    """Calls a Lua script, one pipeline for all the calls made in one event-loop turn: the messages
+    being handled together share one round trip. Each call stays atomic in Redis. A batch not
+    answered within ``timeout`` fails its callers with TimeoutError (one timer per batch); it is
+    still made, its answers dropped."""
+
+    def __init__(self, redis: aioredis.Redis, source: str, timeout: float) -> None:
+        self._redis = redis
+        self._script = redis.register_script(source)  # its sha, and the loader after a Redis restart
+        self._timeout = timeout
+        self._pending: list[_Call] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def call(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """The script's answer, once the batch this call joins has been sent and answered."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((keys, args, future))
+        return future
+
+    async def drain(self) -> None:
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        expiry = loop.call_later(self._timeout, _fail_waiting, batch)
+        task = loop.create_task(self._send(batch, expiry))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Call], expiry: asyncio.TimerHandle) -> None:
+        try:
+            results = await self._execute(batch)
+        except Exception as exc:  # the callers log it and answer without Redis
+            results = [exc] * len(batch)
+        except asyncio.CancelledError:  # shutting down: no answer is coming, release the callers now
+            _fail_waiting(batch)
+            raise
+        finally:
+            expiry.cancel()
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
+        results = await self._pipeline(batch)
+        if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed its scripts
+            await self._redis.script_load(self._script.script)
+            results = await self._pipeline(batch)
+        return results
+
+    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
+
+
+def _redis_failed(label: object, exc: BaseException, purpose: str = "dedupe") -> None:
+    log.warning("wechat %s unavailable (%s) for %s: answering without it", purpose, type(exc).__name__, label)
+
+
+def _fail_waiting(batch: list[_Call]) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(TimeoutError())
+
+
+class _Label:
+    """How a message is named in the log: types and a hash prefix, no personal data. Built lazily."""
+
+    __slots__ = ("_did", "_fields")
+
+    def __init__(self, fields: Mapping[str, str], did: str) -> None:
+        self._fields, self._did = fields, did
+
+    def __str__(self) -> str:
+        msg_type, event = self._fields.get("MsgType", ""), self._fields.get("Event", "-")
+        return f"{_word(msg_type)}/{_word(event)} ref={self._did[:8]}"
+
+
 def _word(value: str) -> str:
     """A MsgType or Event as it may appear in a log line."""
     return _LOG_UNSAFE.sub("?", value)[:32]
+
+
+class _PrpCrypto(PrpCrypto):
+    """wechatpy's AES envelope, the 16 random bytes in front of each message drawn from ``secrets``
+    (wechatpy uses ``random.sample``)."""
+
+    def get_random_string(self) -> str:
+        return secrets.token_hex(8)
+
+
+class _WeChatCrypto(WeChatCrypto):
+    """wechatpy's WeChatCrypto with one cipher kept for every message (wechatpy builds one per
+    message), extended as wechatpy's own enterprise ``WeChatCrypto`` is: its own ``crypto_class``."""
+
+    def __init__(self, token: str, encoding_aes_key: str, app_id: str) -> None:
+        super().__init__(token, encoding_aes_key, app_id)
+        self._prp = _PrpCrypto(self.key)
+
+    def _prp_for(self, _key: bytes) -> _PrpCrypto:
+        return self._prp
+
+    def encrypt_message(self, msg: str, nonce: str, timestamp: str | None = None) -> str:
+        return self._encrypt_message(msg, nonce, timestamp, self._prp_for)
+
+    def decrypt_message(self, msg: Any, signature: str, timestamp: str, nonce: str) -> str:
+        return self._decrypt_message(msg, signature, timestamp, nonce, self._prp_for)
 
 
 def _crypto(settings: Settings) -> WeChatCrypto | None:
@@ -372,20 +597,26 @@ def _crypto(settings: Settings) -> WeChatCrypto | None:
     if not w.encoding_aes_key:
         return None  # plaintext mode only; safe-mode pushes are refused
     try:
-        return WeChatCrypto(w.token, w.encoding_aes_key, w.app_id)
+        return _WeChatCrypto(w.token, w.encoding_aes_key, w.app_id)
     except (ValueError, AssertionError):
         raise ConfigError("[wechat] encoding_aes_key 应为公众平台给出的 43 位字符") from None
 
 
-def _parse(text: str, fields: Mapping[str, str]) -> BaseMessage:
-    """wechatpy's message object, for XML that has passed the guard and has what we rely on."""
+def _message(fields: dict[str, str]) -> BaseMessage:
+    """wechatpy's message object from fields that passed the guard, picked as ``parse_message`` does."""
     for name in ("MsgType", "FromUserName"):
         if not fields.get(name):
             raise BadInput(name)
     created = fields.get("CreateTime", "")
     if not (created.isascii() and created.isdigit()):
         raise BadInput("CreateTime")
-    try:
-        return parse_message(text)
-    except (KeyError, AttributeError, TypeError, ValueError):
-        raise BadInput("xml") from None
+    msg_type = fields["MsgType"].lower()
+    if msg_type != "event":
+        return MESSAGE_TYPES.get(msg_type, UnknownMessage)(fields)
+    event, event_key = fields.get("Event", "").lower(), fields.get("EventKey", "")
+    if event == "subscribe" and event_key.startswith(("scanbarcode|", "scanimage|")):
+        event = "subscribe_scan_product"
+    elif event == "subscribe" and event_key.startswith("qrscene_"):
+        event = "subscribe_scan"
+        fields = {**fields, "EventKey": event_key[len("qrscene_") :]}
+    return EVENT_TYPES.get(event, UnknownMessage)(fields)

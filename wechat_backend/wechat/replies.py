@@ -1,7 +1,9 @@
 """What the official account says: the welcome, the keyword and menu answers, and the fallback.
 
 Plain, short lines in Simplified Chinese, each ending with what to do next. Pure functions: the
-callback decides which answer applies and passes in the links and the consultation phone.
+callback decides which answer applies and passes in the links and the consultation phone — a
+:class:`Contact`, or the line :func:`contact_line` printed for it earlier (the callback caches that
+line per follower). An answer names the contact line at most once.
 Passive text replies are limited to 2048 bytes; every text here stays far below.
 被动回复用户消息: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Passive_user_reply_message.html
 """
@@ -41,6 +43,11 @@ class Contact:
     phone: str | None = None
 
 
+def needs_contact(key: str) -> bool:
+    """Whether the answer to ``key`` names the consultation phone (HELP, FEEDBACK, the fallback)."""
+    return key in NEEDS_CONTACT or key not in MENU_KEYS
+
+
 def keyword_key(text: str) -> str | None:
     """The menu key a text message asks for, or None."""
     text = text.strip()
@@ -49,7 +56,9 @@ def keyword_key(text: str) -> str | None:
     return next((key for word, key in KEYWORDS if word in text), None)
 
 
-def contact_line(contact: Contact) -> str:
+def contact_line(contact: Contact | str) -> str:
+    if isinstance(contact, str):
+        return contact  # printed before
     if contact.phone:
         who = contact.institution or "建档机构"
         return f"有疑问请拨打{who}咨询电话：{contact.phone}"
@@ -67,12 +76,13 @@ def welcome(home_url: str, institution: str | None = None) -> str:
     )
 
 
-def answer(key: str, home_url: str, contact: Contact) -> str:
+def answer(key: str, home_url: str, contact: Contact | str) -> str:
     """The answer to a menu click or keyword; an unknown key gets the fallback."""
     if key == BIND:
+        bind_url = home_url.rsplit("/", 1)[0] + "/bind"  # /r/home -> /r/bind, the form itself
         return (
             "绑定健康档案：\n"
-            f"1. 打开 {home_url}\n"
+            f"1. 打开 {bind_url}\n"
             "2. 填写姓名、身份证号（或档案编号）和建档时登记的手机号\n"
             "3. 输入收到的短信验证码，完成绑定\n\n"
             "也可以为孩子、父母等家人绑定，手机号须是他们档案里登记的号码。"
@@ -108,5 +118,5 @@ def answer(key: str, home_url: str, contact: Contact) -> str:
     return fallback(contact)
 
 
-def fallback(contact: Contact) -> str:
+def fallback(contact: Contact | str) -> str:
     return f"抱歉，没有看懂您的意思。\n请回复：绑定、档案、随访、留言 或 帮助。\n\n{contact_line(contact)}"
