@@ -176,6 +176,7 @@ def make_app(services: Services) -> WebApp:
         services=services,
         cookie_secret=s.server.cookie_secret,
         xsrf_cookies=True,
+        xsrf_cookie_kwargs={"samesite": "Lax", "secure": s.server.public_base_url.startswith("https://")},
         template_path=str(resource_dir("templates")),
         static_path=str(resource_dir("static")),
         default_handler_class=NotFoundHandler,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .clock import Clock
@@ -44,6 +45,19 @@ class IdentityService:
         """Create or update the identity. ``subscribed`` True/False records a follow/unfollow (with
         its time); None leaves it as it is (an OAuth login says nothing about following). The first
         institution scene is kept: it is what the statistics credit the follow to."""
+        try:
+            return await self._upsert(channel, openid, unionid, subscribed, scene_institution_code)
+        except IntegrityError:  # the same person's first two requests at once: the row exists now
+            return await self._upsert(channel, openid, unionid, subscribed, scene_institution_code)
+
+    async def _upsert(
+        self,
+        channel: str,
+        openid: str,
+        unionid: str | None,
+        subscribed: bool | None,
+        scene_institution_code: str | None,
+    ) -> IdentityView:
         now = self._clock.now()
         async with self._sessions.begin() as s:
             row = await _get(s, channel, openid)

@@ -132,3 +132,29 @@ async def test_consent_comes_first(resident: Any) -> None:
     assert await newcomer.inbox(person(ELDER)["phone"]) == []
     old = await newcomer.call("POST", "/api/v1/consent", {"version": "2001-01"})
     assert old.status_code == 400 and old.json()["field"] == "version"
+
+
+async def test_a_guardian_is_told_when_someone_else_binds_the_child(resident: Any, clock: Any) -> None:
+    mum = await resident("小明妈妈", unionid=True)
+    await mum.follow_and_web_login()
+    child = await mum.bind(CHILD, relation="child", phone=MOTHER_PHONE)
+    clock.advance(seconds=61)
+    stranger = await resident("陌生人")
+    await stranger.bind(CHILD, relation="other", phone=MOTHER_PHONE)
+    pushed = await mum.sandbox("GET", f"users/{mum.openid}/messages")
+    assert pushed and "其他家人" in pushed[0]["text"]
+    r = await mum.call("GET", f"/api/v1/archives/{child['id']}/bindings")
+    assert r.status_code == 200 and [b["relation"] for b in r.json()["bindings"]] == ["child", "other"]
+    other = r.json()["bindings"][1]["id"]
+    assert (await mum.call("DELETE", f"/api/v1/bindings/{other}")).status_code == 204
+    assert await stranger.archives() == []
+
+
+async def test_the_archive_number_route_is_only_for_archives_without_an_id_number(resident: Any) -> None:
+    me = await resident()
+    a = person(ELDER)
+    r = await me.call(
+        "POST", "/api/v1/bind/start", {"name": a["name"], "archive_no": a["archive_no"], "phone": a["phone"]}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "mismatch"
+    assert await me.inbox(a["phone"]) == []

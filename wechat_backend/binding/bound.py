@@ -7,6 +7,7 @@ caller's own bindings — someone else's id is simply not found.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -19,8 +20,8 @@ from ..config import PrivacySettings
 from ..crypto import KeyRing
 from ..db.models import Archive, Binding, Identity
 from ..errors import NotFound
-from .rules import RELATION_LABELS
-from .service import Caller, person_identity_ids
+from .rules import RELATION_LABELS, owner_relations
+from .service import Caller, archive_owner_relations, person_identity_ids
 
 
 class BoundArchives:
@@ -59,7 +60,7 @@ class BoundArchives:
                     binding_id=binding.public_id,
                     relation=binding.relation,
                     relation_label=RELATION_LABELS.get(binding.relation, "家人"),
-                    owner=binding.relation == "self",
+                    owner=binding.relation in owner_relations(_birth(fields), today),
                 )
                 out.append(item)
                 audit.by_identity(s, caller, "archive_list", archive.id, reason=_reason(decision.reason))
@@ -105,7 +106,9 @@ class BoundArchives:
         async with self._sessions.begin() as s:
             mine = await person_identity_ids(s, caller.identity_id)
             binding = (await s.scalars(select(Binding).where(Binding.public_id == binding_public_id))).first()
-            allowed = binding is not None and (binding.identity_id in mine or await _owns(s, mine, binding.archive_id))
+            allowed = binding is not None and (
+                binding.identity_id in mine or await self._owns(s, mine, binding.archive_id)
+            )
             if binding is None or not allowed:
                 audit.by_identity(
                     s, caller, "unbind", binding.archive_id if binding else None, result="denied", reason="not_found"
@@ -118,10 +121,19 @@ class BoundArchives:
                 s, caller, "unbind", binding.archive_id, detail={"relation": binding.relation, "by_owner": by_owner}
             )
 
+    async def _owns(self, s: AsyncSession, identity_ids: list[int], archive_id: int) -> bool:
+        relations = await archive_owner_relations(s, self._keys, archive_id, self._clock.today())
+        row = await s.scalar(
+            select(Binding.id).where(
+                Binding.archive_id == archive_id, Binding.identity_id.in_(identity_ids), Binding.relation.in_(relations)
+            )
+        )
+        return row is not None
+
     async def _owned(self, s: AsyncSession, caller: Caller, archive_public_id: str) -> Archive:
         mine = await person_identity_ids(s, caller.identity_id)
         archive = (await s.scalars(select(Archive).where(Archive.public_id == archive_public_id))).first()
-        if archive is None or not await _owns(s, mine, archive.id):
+        if archive is None or not await self._owns(s, mine, archive.id):
             audit.by_identity(
                 s, caller, "bindings_read", archive.id if archive else None, result="denied", reason="not_owner"
             )
@@ -130,14 +142,9 @@ class BoundArchives:
         return archive
 
 
-async def _owns(s: AsyncSession, identity_ids: list[int], archive_id: int) -> bool:
-    row = await s.scalar(
-        select(Binding.id).where(
-            Binding.archive_id == archive_id, Binding.identity_id.in_(identity_ids), Binding.relation == "self"
-        )
-    )
-    return row is not None
-
-
 def _reason(decision_reason: str) -> str | None:
     return None if decision_reason == "ok" else decision_reason
+
+
+def _birth(fields: dict[str, Any]) -> dt.date:
+    return dt.date.fromisoformat(fields["birth_date"])

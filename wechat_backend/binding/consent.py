@@ -66,6 +66,9 @@ class ConsentService:
         except IntegrityError:
             return  # agreed twice at once: the first one counts
 
+    async def agreed(self, s: AsyncSession, identity_id: int) -> bool:
+        return await agreed(s, identity_id)
+
     async def require(self, s: AsyncSession, identity_id: int) -> None:
         if not await agreed(s, identity_id):
             raise ConsentRequired()

@@ -52,8 +52,8 @@ def match(
     one it registers for this relation; None otherwise (the caller answers all misses alike)."""
     if id_number is not None and fields.get("id_number") != id_number:
         return None  # a blind-index collision, or no such number
-    if archive_no is not None and fields.get("archive_no") != archive_no:
-        return None
+    if archive_no is not None and (fields.get("archive_no") != archive_no or fields.get("id_number")):
+        return None  # the archive-number route is for newborns without an ID number only
     name_ok = names_match(name, fields.get("name"))
     target = phone_target(relation, phone, fields)
     return Match(target) if name_ok and target else None
@@ -62,6 +62,12 @@ def match(
 def relation_allowed(relation: str, birth_date: date, today: date) -> bool:
     """Under 14 only through a guardian (关系“子女”或“其他家人”); 14 and older any relation."""
     return age_on(birth_date, today) >= GUARDIAN_ONLY_UNDER or relation in GUARDIAN_RELATIONS
+
+
+def owner_relations(birth_date: date, today: date) -> tuple[str, ...]:
+    """Who speaks for an archive — is told of new bindings, sees them and may remove them: the
+    person bound as oneself, or for a child under 14 (who cannot be) the guardians."""
+    return ("self",) if age_on(birth_date, today) >= GUARDIAN_ONLY_UNDER else GUARDIAN_RELATIONS
 
 
 def new_code() -> str:

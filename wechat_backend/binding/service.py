@@ -27,14 +27,14 @@ from ..clock import Clock
 from ..config import Settings
 from ..crypto import KeyRing
 from ..db.models import Archive, BindAttempt, Binding, Identity, Notification
-from ..errors import BadInput, Conflict, Mismatch, NotFound, NotOpen, Unavailable
+from ..errors import AppError, BadInput, Conflict, ConsentRequired, Mismatch, NotFound, NotOpen, Unavailable
 from ..ids import new_public_id
 from ..privacy import mask_name, mask_phone
 from ..sms import BindCodeSms, SmsResult, SmsSender
 from ..validators import InvalidValue, parse_archive_no, parse_id_number, parse_mobile, parse_name
 from .consent import ConsentService
 from .limits import RateLimits, Window
-from .rules import RELATION_LABELS, RELATIONS, match, names_match, new_code, relation_allowed
+from .rules import RELATION_LABELS, RELATIONS, match, names_match, new_code, owner_relations, relation_allowed
 
 log = logging.getLogger("wechat_backend.binding")
 
@@ -129,16 +129,33 @@ class BindingService:
     # ------------------------------------------------------------------ start / resend
 
     async def start(self, caller: Caller, req: BindRequest) -> dict[str, Any]:
-        async with self._sessions() as s:
-            await self._consent.require(s, caller.identity_id)
         cfg = self._limits_cfg
-        await self._limits.take(
-            [
-                Window(self._rl_key("ip", caller.client_ip or "-"), 3600, cfg.bind_starts_per_ip_hour),
-                Window(self._rl_key("identity", str(caller.identity_id)), 86400, cfg.bind_starts_per_identity_day),
-            ],
-            "bind start",
-        )
+        async with self._sessions() as s:
+            # Refusals that depend only on the caller come before any lookup, so they say nothing
+            # about whether the typed details match an archive.
+            refusal: AppError | None = None
+            mine = await person_identity_ids(s, caller.identity_id)
+            if not await self._consent.agreed(s, caller.identity_id):
+                refusal, reason = ConsentRequired(), "consent_required"
+            elif await _bound_count(s, mine) >= cfg.archives_per_identity:
+                n = cfg.archives_per_identity
+                refusal, reason = Conflict(f"每个微信最多绑定{n}份档案，请先解除不再需要的档案"), "identity_full"
+            if refusal is not None:
+                audit.by_identity(s, caller, "bind_start", result="denied", reason=reason)
+                await s.commit()
+                raise refusal
+        try:
+            await self._limits.take(
+                [
+                    Window(self._rl_key("ip", caller.client_ip or "-"), 3600, cfg.bind_starts_per_ip_hour),
+                    # Per person: identities linked by unionid share one allowance.
+                    Window(self._rl_key("identity", str(min(mine))), 86400, cfg.bind_starts_per_identity_day),
+                ],
+                "bind start",
+            )
+        except AppError as exc:
+            await self._audit_alone(caller, "bind_start", None, exc)
+            raise
         today = self._clock.today()
         async with self._sessions.begin() as s:
             found, named = await self._find(s, req)
@@ -179,11 +196,23 @@ class BindingService:
     async def resend(self, caller: Caller, bind_id: str) -> dict[str, Any]:
         async with self._sessions() as s:
             attempt = await self._attempt(s, caller, bind_id)
+            refusal: AppError | None = None
             if attempt.status not in ("sent", "failed"):
-                raise _finished(attempt.status)
+                refusal = _finished(attempt.status)
             archive = await s.get(Archive, attempt.archive_id)
             assert archive is not None
             fields = open_fields(self._keys, archive)
+            if refusal is None:
+                place = await place_of(s, archive)
+                decision = decide(archive, fields, place, self._clock.today())
+                if not decision.visible:  # closed since the code was asked for
+                    refusal = NotOpen(not_open_message(place), consult_phone=place.consult_phone)
+                    attempt.status, attempt.code_hash = "locked", None
+            if refusal is not None:
+                reason = refusal.code if not isinstance(refusal, NotOpen) else decision.reason
+                audit.by_identity(s, caller, "bind_resend", archive.id, result="denied", reason=reason)
+                await s.commit()
+                raise refusal
         phone = fields.get(attempt.target) or ""
         await self._take_phone(caller, attempt.archive_id, phone)
         code = new_code()
@@ -207,6 +236,8 @@ class BindingService:
         async with self._sessions() as s:
             attempt = await self._attempt(s, caller, bind_id, lock=True)
             if attempt.status != "sent":
+                audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="denied", reason=attempt.status)
+                await s.commit()
                 raise _finished(attempt.status)
             # Count the try in one statement, so concurrent guesses can never share a count
             # (SQLite has no FOR UPDATE).
@@ -220,6 +251,7 @@ class BindingService:
                 )
             ).first()
             if counted is None:  # used up, or finished by a concurrent request
+                audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="denied", reason="used_up")
                 await s.commit()
                 raise _locked()
             tries = counted.tries
@@ -240,8 +272,11 @@ class BindingService:
         raise BadInput("code", f"验证码不正确，还可以再输入{max_tries - tries}次")
 
     async def _bind(self, s: AsyncSession, caller: Caller, attempt: BindAttempt) -> dict[str, Any]:
-        archive = await s.get(Archive, attempt.archive_id)
-        assert archive is not None
+        # Row locks (PostgreSQL; SQLite has one writer anyway) so that two verifies at once cannot
+        # both see room under the caps: the archive, then the caller's identities, in id order.
+        archive = (await s.scalars(select(Archive).where(Archive.id == attempt.archive_id).with_for_update())).one()
+        mine = await person_identity_ids(s, caller.identity_id)
+        await s.execute(select(Identity.id).where(Identity.id.in_(mine)).order_by(Identity.id).with_for_update())
         fields = open_fields(self._keys, archive)
         place = await place_of(s, archive)
         today = self._clock.today()
@@ -260,7 +295,7 @@ class BindingService:
         s.add(binding)
         attempt.status, attempt.code_hash = "verified", None
         audit.by_identity(s, caller, "bind", archive.id, detail={"relation": attempt.relation})
-        owners = await self._tell_owners(s, caller, archive, attempt.relation)
+        owners = await self._tell_owners(s, caller, archive, fields, attempt.relation)
         try:
             await s.flush()
         except IntegrityError:
@@ -284,7 +319,9 @@ class BindingService:
             where = Archive.archive_no_bidx == self._keys.blind_index("archive_no", req.archive_no)
         found: Found | None = None
         named: tuple[int, str] | None = None
-        candidates = (await s.scalars(select(Archive).where(where).limit(50))).all()
+        # Every row of the index slot: a truncated blind index is shared by design (see
+        # [security] blind_index_bits), and any LIMIT would hide a real resident's archive.
+        candidates = (await s.scalars(select(Archive).where(where).order_by(Archive.id))).all()
         for archive in candidates:
             fields = open_fields(self._keys, archive)
             m = match(
@@ -361,6 +398,11 @@ class BindingService:
             raise NotFound("未找到这次绑定，请重新开始")
         return attempt
 
+    async def _audit_alone(self, caller: Caller, action: str, archive_id: int | None, exc: AppError) -> None:
+        """The audit row of a refusal that happened outside any transaction (limits, Redis)."""
+        async with self._sessions.begin() as s:
+            audit.by_identity(s, caller, action, archive_id, result="denied", reason=exc.code)
+
     # ------------------------------------------------------------------ codes and SMS
 
     def _code_hash(self, bind_id: str, code: str) -> bytes:
@@ -387,10 +429,8 @@ class BindingService:
                 ],
                 "bind code",
             )
-        except Exception as exc:
-            async with self._sessions.begin() as s:
-                reason = "rate_limited" if getattr(exc, "code", "") == "rate_limited" else "limits_unavailable"
-                audit.by_identity(s, caller, "bind_code", archive_id, result="denied", reason=reason)
+        except AppError as exc:
+            await self._audit_alone(caller, "bind_code", archive_id, exc)
             raise
 
     async def _send(self, caller: Caller, bind_id: str, phone: str, name: str | None, code: str) -> None:
@@ -441,14 +481,15 @@ class BindingService:
     # ------------------------------------------------------------------ owners are told
 
     async def _tell_owners(
-        self, s: AsyncSession, caller: Caller, archive: Archive, relation: str
+        self, s: AsyncSession, caller: Caller, archive: Archive, fields: Mapping[str, Any], relation: str
     ) -> list[tuple[Notification, str]]:
-        """An outbox row for each identity bound to this archive as ``self`` (other than the caller)."""
+        """An outbox row for each owner of this archive (other than the caller): the person bound
+        as oneself, or a young child's guardians (``rules.owner_relations``)."""
         owner_ids = (
             await s.scalars(
                 select(Binding.identity_id).where(
                     Binding.archive_id == archive.id,
-                    Binding.relation == "self",
+                    Binding.relation.in_(owner_relations(_birth(fields), self._clock.today())),
                     Binding.identity_id != caller.identity_id,
                 )
             )
@@ -499,6 +540,20 @@ def _names_this(fields: Mapping[str, Any], req: BindRequest) -> bool:
     if req.id_number is not None:
         return fields.get("id_number") == req.id_number
     return fields.get("archive_no") == req.archive_no
+
+
+def _birth(fields: Mapping[str, Any]) -> dt.date:
+    return dt.date.fromisoformat(fields["birth_date"])
+
+
+async def archive_owner_relations(s: AsyncSession, keys: KeyRing, archive_id: int, today: dt.date) -> tuple[str, ...]:
+    archive = await s.get(Archive, archive_id)
+    return owner_relations(_birth(open_fields(keys, archive)), today) if archive else ("self",)
+
+
+async def _bound_count(s: AsyncSession, identity_ids: list[int]) -> int:
+    rows = await s.scalars(select(Binding.archive_id).where(Binding.identity_id.in_(identity_ids)).distinct())
+    return len(rows.all())
 
 
 def _locked() -> BadInput:
