@@ -43,10 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
@@ -54,13 +53,15 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from ..clock import Clock
-from ..config import ConfigError, Settings
+from ..config import Settings
 from ..db.models import Identity, Institution
 from ..errors import BadInput, Forbidden
 from ..identities import IdentityService
 from ..redis_client import key
 from . import replies
+from .message_crypto import message_crypto
 from .replies import Contact
+from .script_batch import ScriptBatch
 from .xml_guard import check_size, parse_flat
 
 log = logging.getLogger("wechat_backend.wechat.callback")
@@ -189,12 +190,12 @@ class CallbackService:
         self._home_url = f"{settings.server.public_base_url.rstrip('/')}/r/home"
         self._sessions = sessions
         self._redis = redis
-        self._reply_script = _ScriptBatch(redis, _REPLY_SCRIPT, REDIS_TIMEOUT) if redis is not None else None
+        self._reply_script = ScriptBatch(redis, _REPLY_SCRIPT, REDIS_TIMEOUT) if redis is not None else None
         self._identities = identities
         self._clock = clock
         self._send_custom = send_custom
         self._budget = budget
-        self._crypto = _crypto(settings)
+        self._crypto = message_crypto(settings)
         self._background: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         # Dispatch table for what does I/O, keyed by (MsgType, Event) as wechatpy's EVENT_TYPES.
@@ -469,83 +470,8 @@ class CallbackService:
             return await find_contact(s, openid)
 
 
-_Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
-
-
-class _ScriptBatch:
-    """Calls a Lua script, one pipeline for all the calls made in one event-loop turn: the messages
-    being handled together share one round trip. Each call stays atomic in Redis. A batch not
-    answered within ``timeout`` fails its callers with TimeoutError (one timer per batch); it is
-    still made, its answers dropped."""
-
-    def __init__(self, redis: aioredis.Redis, source: str, timeout: float) -> None:
-        self._redis = redis
-        self._script = redis.register_script(source)  # its sha, and the loader after a Redis restart
-        self._timeout = timeout
-        self._pending: list[_Call] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    def call(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        """The script's answer, once the batch this call joins has been sent and answered."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((keys, args, future))
-        return future
-
-    async def drain(self) -> None:
-        while self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        loop = asyncio.get_running_loop()
-        expiry = loop.call_later(self._timeout, _fail_waiting, batch)
-        task = loop.create_task(self._send(batch, expiry))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[_Call], expiry: asyncio.TimerHandle) -> None:
-        try:
-            results = await self._execute(batch)
-        except Exception as exc:  # the callers log it and answer without Redis
-            results = [exc] * len(batch)
-        except asyncio.CancelledError:  # shutting down: no answer is coming, release the callers now
-            _fail_waiting(batch)
-            raise
-        finally:
-            expiry.cancel()
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
-        results = await self._pipeline(batch)
-        if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed its scripts
-            await self._redis.script_load(self._script.script)
-            results = await self._pipeline(batch)
-        return results
-
-    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            return await pipe.execute(raise_on_error=False)
-
-
 def _redis_failed(label: object, exc: BaseException, purpose: str = "dedupe") -> None:
     log.warning("wechat %s unavailable (%s) for %s: answering without it", purpose, type(exc).__name__, label)
-
-
-def _fail_waiting(batch: list[_Call]) -> None:
-    for _, _, future in batch:
-        if not future.done():
-            future.set_exception(TimeoutError())
 
 
 class _Label:
@@ -564,42 +490,6 @@ class _Label:
 def _word(value: str) -> str:
     """A MsgType or Event as it may appear in a log line."""
     return _LOG_UNSAFE.sub("?", value)[:32]
-
-
-class _PrpCrypto(PrpCrypto):
-    """wechatpy's AES envelope, the 16 random bytes in front of each message drawn from ``secrets``
-    (wechatpy uses ``random.sample``)."""
-
-    def get_random_string(self) -> str:
-        return secrets.token_hex(8)
-
-
-class _WeChatCrypto(WeChatCrypto):
-    """wechatpy's WeChatCrypto with one cipher kept for every message (wechatpy builds one per
-    message), extended as wechatpy's own enterprise ``WeChatCrypto`` is: its own ``crypto_class``."""
-
-    def __init__(self, token: str, encoding_aes_key: str, app_id: str) -> None:
-        super().__init__(token, encoding_aes_key, app_id)
-        self._prp = _PrpCrypto(self.key)
-
-    def _prp_for(self, _key: bytes) -> _PrpCrypto:
-        return self._prp
-
-    def encrypt_message(self, msg: str, nonce: str, timestamp: str | None = None) -> str:
-        return self._encrypt_message(msg, nonce, timestamp, self._prp_for)
-
-    def decrypt_message(self, msg: Any, signature: str, timestamp: str, nonce: str) -> str:
-        return self._decrypt_message(msg, signature, timestamp, nonce, self._prp_for)
-
-
-def _crypto(settings: Settings) -> WeChatCrypto | None:
-    w = settings.wechat
-    if not w.encoding_aes_key:
-        return None  # plaintext mode only; safe-mode pushes are refused
-    try:
-        return _WeChatCrypto(w.token, w.encoding_aes_key, w.app_id)
-    except (ValueError, AssertionError):
-        raise ConfigError("[wechat] encoding_aes_key 应为公众平台给出的 43 位字符") from None
 
 
 def _message(fields: dict[str, str]) -> BaseMessage:
