@@ -105,3 +105,19 @@ async def test_without_redis_sessions_are_unavailable_not_logged_out(clock: Fixe
             await store.close(secrets.token_hex(16))
     finally:
         await client.aclose()
+
+
+async def test_requests_every_half_minute_keep_a_session_alive_past_the_idle_limit(
+    store: SessionStore, clock: FixedClock, redis: aioredis.Redis
+) -> None:
+    session_id = await store.open(7)
+    writes_before = (await redis.info("stats"))["total_commands_processed"]
+    for _ in range(80):  # 40 minutes of activity, one request every 30 s
+        clock.advance(seconds=30)
+        assert await store.load(session_id) is not None
+    commands = (await redis.info("stats"))["total_commands_processed"] - writes_before
+    assert commands < 80 * 2  # the idle timer is written about once a minute, not on every load
+    clock.advance(minutes=29)
+    assert await store.load(session_id) is not None
+    clock.advance(minutes=31)
+    assert await store.load(session_id) is None
