@@ -59,42 +59,31 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import io
 import json
 import math
 import os
-import pstats
 import re
 import secrets
-import select
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import harness
 import tornado
+from harness import DEFAULT_PG_URL, PROJECT, RESULTS, BenchError, log, ms, percentile, verdict
 from machine import machine_info
-from sqlalchemy.engine import URL, make_url
 
 from wechat_backend.app import build_services
 from wechat_backend.binding.rules import relation_allowed
 from wechat_backend.clock import Clock
 from wechat_backend.config import Settings, load_settings
-from wechat_backend.db import create_engine, upgrade
 from wechat_backend.privacy import VisibilityInput, mask_id_number, mask_name, mask_phone, visibility
 from wechat_backend.seed import write_jsonl
-
-PROJECT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT / "bench" / "results"
-DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 P99_TARGET_MS = 50.0
 USERS = 16
@@ -118,7 +107,6 @@ LABELS = {
 EXPECTED = {"start": 201, "verify": 200, "list": 200, "unbind": 204, "healthz": 200}
 TRIPS = {"start→verify": "verify", "start→unbind": "unbind"}  # round trip -> the call that ends it
 REQUEST_TIMEOUT = 30.0
-READY_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 30.0
 BUSY_SERVER = 0.95  # below this share of its CPU, the server was not what limited the run
 BUSY_CLIENT = 0.90  # above this, the load generator may have been
@@ -128,14 +116,6 @@ _CODE = re.compile(r"验证码(\d{6})")
 _ACCESS = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ wechat_backend\.access (\d{3}) (\w+) (\S+) ([\d.]+)ms$"
 )
-
-
-class BenchError(Exception):
-    """The benchmark could not measure what it set out to (the server did not start, data did not import)."""
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- settings
@@ -208,11 +188,7 @@ def write_data(path: Path, archives: int, seed: int, today: dt.date) -> tuple[di
 
 async def prepare_database(settings: Settings, path: Path, counts: dict[str, int]) -> float:
     """Migrate, import the file and open every county in phase ``all``; returns the import's seconds."""
-    engine = create_engine(settings.database.url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    await harness.upgrade_database(settings.database.url)
     services = await build_services(settings, with_redis=False)
     try:
         report = await services.ingest.import_file(path)
@@ -224,39 +200,7 @@ async def prepare_database(settings: Settings, path: Path, counts: dict[str, int
     return report.seconds
 
 
-# --------------------------------------------------------------------------- PostgreSQL (--pg-url)
-
-
-def normalised_url(url: str) -> URL:
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    if parsed.drivername != "postgresql+asyncpg":
-        raise BenchError(f"--pg-url must be a PostgreSQL URL (postgresql+asyncpg://...), not {parsed.drivername}")
-    return parsed
-
-
-async def _admin(url: URL, sql: str) -> str:
-    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await conn.execute(sql)
-        return await conn.fetchval("SHOW server_version")
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def fresh_database(admin: URL) -> Iterator[tuple[URL, str]]:
-    """A new empty database ``wb_bench_<hex>`` (and the server's version), dropped whatever happened."""
-    name = f"wb_bench_{secrets.token_hex(4)}"
-    version = asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.set(database=name), version
-    finally:
-        try:
-            asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as exc:
-            log(f"could not drop database {name}: {exc} — drop it by hand")
+# --------------------------------------------------------------------------- a shared Redis ($REDIS_URL)
 
 
 async def forget_keys(url: str, prefix: str) -> int:
@@ -284,24 +228,12 @@ async def forget_keys(url: str, prefix: str) -> int:
 
 def child_main(config_path: str) -> int:
     """The server: pinned first (threads it starts inherit the CPU), logging as ``serve`` sets it up."""
-    import logging
-
-    cfg = json.loads(Path(config_path).read_text())
-    os.sched_setaffinity(0, {cfg["server_cpu"]})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    cfg = harness.child_config(config_path)
     asyncio.run(_serve(cfg))
     return 0
 
 
-def _announce(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
 async def _serve(cfg: dict[str, Any]) -> None:
-    import cProfile
-
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
@@ -316,123 +248,21 @@ async def _serve(cfg: dict[str, Any]) -> None:
     )
     services = await build_services(settings)
     try:
-        embedded = services.redis.embedded if services.redis else None
-        redis_pid = getattr(embedded, "pid", None) if embedded is not None else None
-        if redis_pid:
-            os.sched_setaffinity(redis_pid, {cfg["client_cpu"]})  # keep the server's CPU for the server
+        redis_pid = harness.pin_embedded_redis(services, cfg["client_cpu"])
         app = make_app(services)
         server = HTTPServer(app, xheaders=False, max_body_size=MAX_BODY_BYTES)  # as `serve` (app.listen)
         server.add_sockets(sockets)
-        profiler = cProfile.Profile() if cfg["profile_path"] else None
-        if profiler is not None:
-            profiler.enable()
-        _announce({"port": sockets[0].getsockname()[1], "pid": os.getpid(), "redis_pid": redis_pid})
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(cfg["profile_path"])
+        await harness.serve_until_sigterm(sockets[0].getsockname()[1], redis_pid, cfg["profile_path"])
         server.stop()
         await app.drain(timeout=10.0)
         await server.close_all_connections()
     finally:
         await services.close()
-    _announce({"stopped": True})
+    harness.announce({"stopped": True})
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    port: int
-    pid: int
-    redis_pid: int | None
-    stderr_path: Path
-    out: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        # Drained all along: a server that wrote 64 KiB to an unread pipe would stall mid-request.
-        self._reader = threading.Thread(target=self._drain, name="server-stdout", daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        self.out.extend(self.proc.stdout)
-
-    def stop(self) -> None:
-        """SIGTERM and wait; raises when the child did not shut down cleanly."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(timeout=10)
-        self._reap_redis()
-        if self.proc.returncode != 0 or not any('"stopped"' in line for line in self.out):
-            raise BenchError(f"the server exited with {self.proc.returncode}; {self.stderr_tail()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reap_redis()
-
-    def _reap_redis(self) -> None:
-        """The embedded redis-server stops with its owner; if the owner died hard, stop it here."""
-        if self.redis_pid and _alive(self.redis_pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.redis_pid, signal.SIGTERM)
-
-    def stderr_tail(self, lines: int = 15) -> str:
-        try:
-            tail = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return "no stderr"
-        return "stderr tail:\n" + "\n".join(tail)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def start_server(cfg: dict[str, Any], tmp: Path) -> Server:
-    config_path = tmp / "server-child.json"
-    config_path.write_text(json.dumps(cfg))
-    stderr_path = tmp / "server.log"
-    with stderr_path.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child", str(config_path)],
-            cwd=PROJECT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
-    line = proc.stdout.readline() if ready else ""
-    try:
-        hello = json.loads(line)
-    except ValueError:
-        hello = {}
-    if "port" not in hello:
-        proc.kill()
-        proc.wait()
-        tail = stderr_path.read_text(errors="replace").splitlines()[-15:]
-        raise BenchError("the server did not start; stderr tail:\n" + "\n".join(tail))
-    return Server(proc, hello["port"], hello["pid"], hello["redis_pid"], stderr_path)
+def start_server(cfg: dict[str, Any], tmp: Path) -> harness.ServerChild:
+    return harness.start_child("the server", [str(Path(__file__).resolve()), "--child"], cfg, tmp / "server")
 
 
 # --------------------------------------------------------------------------- HTTP, both ways
@@ -719,20 +549,8 @@ async def healthz_loop(conn: Connection, run: Run, every: float) -> None:
             due = loop.time()
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a whole process (all its threads), from /proc."""
-    if not pid:
-        return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def drive(
-    server: Server, inbox: Inbox, people: list[Person], args: argparse.Namespace
+    server: harness.ServerChild, inbox: Inbox, people: list[Person], args: argparse.Namespace
 ) -> tuple[Run, dict[str, Any]]:
     run = Run()
     slices = [people[i :: args.users] for i in range(args.users)]
@@ -746,14 +564,14 @@ async def drive(
     tasks = [asyncio.create_task(user_loop(u, run, inbox)) for u in users]
     prober = asyncio.create_task(healthz_loop(probe, run, args.healthz_every))
     await asyncio.sleep(args.warmup)
-    cpu0 = (_cpu_seconds(server.pid), time.process_time(), _cpu_seconds(server.redis_pid))
+    cpu0 = (harness.cpu_seconds(server.pid), time.process_time(), harness.cpu_seconds(server.redis_pid))
     wall = [time.time()]
     run.window_start = time.perf_counter()
     run.window_end = run.window_start + args.seconds
     await asyncio.sleep(args.seconds)
     span = time.perf_counter() - run.window_start
     wall.append(time.time())
-    cpu1 = (_cpu_seconds(server.pid), time.process_time(), _cpu_seconds(server.redis_pid))
+    cpu1 = (harness.cpu_seconds(server.pid), time.process_time(), harness.cpu_seconds(server.redis_pid))
     run.stopping = True  # each user finishes the round trip it is in: its binding goes
     prober.cancel()  # it may be sleeping until its next probe
     _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT)
@@ -820,20 +638,14 @@ def _step_of(method: str, path: str) -> str | None:
 # --------------------------------------------------------------------------- the run
 
 
-def _percentile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] * 1000
-
-
 def summarise(latencies: list[float], seconds: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
         "count": len(ordered),
         "per_second": len(ordered) / seconds if seconds else 0.0,
-        "p50_ms": _percentile(ordered, 0.50),
-        "p95_ms": _percentile(ordered, 0.95),
-        "p99_ms": _percentile(ordered, 0.99),
+        "p50_ms": percentile(ordered, 0.50),
+        "p95_ms": percentile(ordered, 0.95),
+        "p99_ms": percentile(ordered, 0.99),
         "max_ms": ordered[-1] * 1000 if ordered else math.nan,
         "mean_ms": sum(ordered) / len(ordered) * 1000 if ordered else math.nan,
     }
@@ -906,8 +718,8 @@ async def _measure(
             step: summarise(run.latencies[step], seconds)
             | {
                 "call": LABELS[step],
-                "server_p50_ms": _percentile(sorted(seen["times"][step]), 0.50),
-                "server_p99_ms": _percentile(sorted(seen["times"][step]), 0.99),
+                "server_p50_ms": percentile(sorted(seen["times"][step]), 0.50),
+                "server_p99_ms": percentile(sorted(seen["times"][step]), 0.99),
                 "statuses": {str(k): v for k, v in sorted(run.statuses[step].items())},
             }
             for step in LABELS
@@ -931,14 +743,6 @@ async def _measure(
 # --------------------------------------------------------------------------- output
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1f}"
-
-
 def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     steps, trips = result["steps"], result["round_trips"]
     print(
@@ -948,14 +752,14 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
     for step in LABELS:
         s = steps[step]
         print(
-            f"{LABELS[step]:<31}{s['count']:>8,}{s['per_second']:>8.1f}{_ms(s['p50_ms']):>8}{_ms(s['p95_ms']):>8}"
-            f"{_ms(s['p99_ms']):>8}{_ms(s['max_ms']):>8}{_ms(s['server_p50_ms']):>12}{_ms(s['server_p99_ms']):>12}"
+            f"{LABELS[step]:<31}{s['count']:>8,}{s['per_second']:>8.1f}{ms(s['p50_ms']):>8}{ms(s['p95_ms']):>8}"
+            f"{ms(s['p99_ms']):>8}{ms(s['max_ms']):>8}{ms(s['server_p50_ms']):>12}{ms(s['server_p99_ms']):>12}"
         )
     print(f"{'round trip':<31}{'count':>8}{'trips/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}")
     for trip, t in trips.items():
         print(
-            f"{trip:<31}{t['count']:>8,}{t['per_second']:>8.1f}{_ms(t['p50_ms']):>8}{_ms(t['p95_ms']):>8}"
-            f"{_ms(t['p99_ms']):>8}{_ms(t['max_ms']):>8}"
+            f"{trip:<31}{t['count']:>8,}{t['per_second']:>8.1f}{ms(t['p50_ms']):>8}{ms(t['p95_ms']):>8}"
+            f"{ms(t['p99_ms']):>8}{ms(t['max_ms']):>8}"
         )
     targets: dict[str, Any] = {}
     for step in STEPS:
@@ -966,15 +770,15 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
     all_ok = all(t["met"] for t in targets.values())
     print(
         f"target: p99 < {P99_TARGET_MS:.0f} ms for each API call of the round trip (start, verify, list, unbind);"
-        f" worst {LABELS[worst]} p99 {_ms(steps[worst]['p99_ms'])} ms  {verdict(all_ok)}"
+        f" worst {LABELS[worst]} p99 {ms(steps[worst]['p99_ms'])} ms  {verdict(all_ok)}"
     )
     for step in STEPS:
         if not targets[step]["met"]:
-            print(f"  {LABELS[step]}: p99 {_ms(steps[step]['p99_ms'])} ms  MISSED")
+            print(f"  {LABELS[step]}: p99 {ms(steps[step]['p99_ms'])} ms  MISSED")
     print(
-        f"round-trip p99 (the sum of its calls, not the target): start→verify {_ms(trips['start→verify']['p99_ms'])}"
-        f" ms, start→unbind {_ms(trips['start→unbind']['p99_ms'])} ms;"
-        f" /healthz p99 {_ms(steps['healthz']['p99_ms'])} ms"
+        f"round-trip p99 (the sum of its calls, not the target): start→verify {ms(trips['start→verify']['p99_ms'])}"
+        f" ms, start→unbind {ms(trips['start→unbind']['p99_ms'])} ms;"
+        f" /healthz p99 {ms(steps['healthz']['p99_ms'])} ms"
     )
     cpu = result["cpu"]
     trip_rate = trips["start→unbind"]["per_second"]
@@ -1043,25 +847,6 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
     }
 
 
-def print_profile(path: Path, top: int = 30) -> None:
-    out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
-    print("\nserver profile (cProfile, whole server lifetime after start-up):")
-    print(out.getvalue().rstrip())
-    print(f"profile: {path.relative_to(PROJECT)}  (python -m pstats {path.relative_to(PROJECT)})")
-
-
-def save(result: dict[str, Any], stamp: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
-    path = RESULTS / f"binding-{stamp}.json"
-    path.write_text(text)
-    (RESULTS / "binding-latest.json").write_text(text)
-    return path
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -1094,49 +879,32 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return child_main(argv[1])
     args = parse_args(argv)
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        print("bench/binding.py needs two CPUs (server on one, load generator on the other)", file=sys.stderr)
-        return 1
-    cpus = (allowed[0], allowed[1])
-    os.sched_setaffinity(0, {cpus[1]})
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    cpus = harness.pin_load_generator("bench/binding.py")
+    stamp = harness.utc_stamp()
     args.profile_path = RESULTS / f"binding-{stamp}.pstats"
-    if args.profile:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: the child stops, the db goes
     machine = machine_info(server_cpu=cpus[0], client_cpu=cpus[1], tornado=tornado.version)
     machine["redis"] = "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded"
-    try:
-        with tempfile.TemporaryDirectory(prefix="wb-bench-binding-") as tmp:
-            if args.pg_url:
-                admin = normalised_url(args.pg_url)
-                args.pg_url_shown = admin.render_as_string(hide_password=True)
-                with fresh_database(admin) as (db, version):
-                    machine["database"] = f"PostgreSQL {version}"
-                    result = measure(args, Path(tmp), cpus, db.render_as_string(hide_password=False))
-            else:
-                args.pg_url_shown = None
-                machine["database"] = "SQLite"
-                result = measure(args, Path(tmp), cpus, f"sqlite+aiosqlite:///{Path(tmp).resolve() / 'bench.db'}")
-    except (BenchError, OSError, asyncpg.PostgresError) as exc:
-        print(f"bench/binding.py failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench/binding.py interrupted", file=sys.stderr)
-        return 130
+    with (
+        harness.exits_on_failure("bench/binding.py", OSError, asyncpg.PostgresError),
+        tempfile.TemporaryDirectory(prefix="wb-bench-binding-") as tmp,
+    ):
+        if args.pg_url:
+            admin = harness.normalised_url(args.pg_url)
+            args.pg_url_shown = admin.render_as_string(hide_password=True)
+            with harness.fresh_database(admin) as db:
+                machine["database"] = f"PostgreSQL {harness.server_version(admin)}"
+                result = measure(args, Path(tmp), cpus, db.render_as_string(hide_password=False))
+        else:
+            args.pg_url_shown = None
+            machine["database"] = "SQLite"
+            result = measure(args, Path(tmp), cpus, f"sqlite+aiosqlite:///{Path(tmp).resolve() / 'bench.db'}")
     machine["loadavg_end"] = os.getloadavg()
     result = report(result, machine, args)
     if args.profile:
-        print_profile(args.profile_path)
+        harness.print_profile(args.profile_path, "server")
         result["profile"] = str(args.profile_path.relative_to(PROJECT))
-    print(f"results: {save(result, stamp).relative_to(PROJECT)}")
-    if result["failures"]:
-        print("FAILED: the responses were not all correct:", file=sys.stderr)
-        for failure in result["failures"]:
-            print(f"  {failure}", file=sys.stderr)
-        return 1
-    return 0
+    print(f"results: {harness.save(result, 'binding', stamp).relative_to(PROJECT)}")
+    return harness.exit_code(result["failures"])
 
 
 if __name__ == "__main__":

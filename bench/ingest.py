@@ -43,8 +43,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,21 +54,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import harness
+from harness import DEFAULT_PG_URL, PROJECT, RESULTS, BenchError, log, verdict
 from machine import machine_info
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from wechat_backend.blind_index import archive_indexes
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.crypto import KeyRing
-from wechat_backend.db import create_engine, upgrade
 from wechat_backend.ingest.lines import ArchiveLine, parse_line
 from wechat_backend.seed import write_jsonl
 
-PROJECT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT / "bench" / "results"
 DATA = RESULTS / "data"
 TODAY = dt.date(2026, 11, 25)  # fixed, so a cached file stays valid (dates are checked against today)
-DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 RATIO_TARGET = 0.5
 MEMORY_TARGET_MB = 300
@@ -94,10 +90,6 @@ ARCHIVE_FIELDS = (
     "basic_info",
 )
 RECORD_FIELDS = ("kind", "doctor", "diagnosis_codes", "payload")
-
-
-class BenchError(Exception):
-    """The benchmark could not measure what it set out to (an import failed, counts are wrong)."""
 
 
 @dataclass
@@ -139,10 +131,6 @@ def code_fingerprint() -> str:
 
 
 CODE_AT_START = code_fingerprint()  # what this process imported (the unavoidable loop runs on it)
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- memory of a process tree
@@ -235,57 +223,13 @@ def archives_for_lines(lines: int, sample: Dataset) -> int:
 # --------------------------------------------------------------------------- database
 
 
-def normalised_url(url: str) -> URL:
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    if parsed.drivername != "postgresql+asyncpg":
-        raise BenchError(f"--pg-url must be a PostgreSQL URL (postgresql+asyncpg://...), not {parsed.drivername}")
-    return parsed
-
-
-def dsn(url: URL) -> str:
-    """asyncpg wants a plain libpq-style URL."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin(url: URL, sql: str) -> None:
-    conn = await asyncpg.connect(dsn(url))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def fresh_database(admin: URL) -> Iterator[URL]:
-    """A new empty database ``wb_bench_<hex>``, dropped on the way out whatever happened."""
-    name = f"wb_bench_{secrets.token_hex(4)}"
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.set(database=name)
-    finally:
-        try:
-            asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as exc:
-            log(f"could not drop database {name}: {exc} — drop it by hand")
-
-
-async def _migrate(url: URL) -> None:
-    engine = create_engine(url.render_as_string(hide_password=False))
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
 def migrate(url: URL) -> None:
-    asyncio.run(_migrate(url))
+    asyncio.run(harness.upgrade_database(url.render_as_string(hide_password=False)))
 
 
 async def _snapshot(url: URL) -> dict[str, Any]:
     """Row counts, and the newest write, of the tables the import fills."""
-    conn = await asyncpg.connect(dsn(url))
+    conn = await asyncpg.connect(harness.dsn(url))
     try:
         snap: dict[str, Any] = {}
         for table in ("institutions", "archives", "service_records"):
@@ -299,14 +243,6 @@ async def _snapshot(url: URL) -> dict[str, Any]:
 
 def snapshot(url: URL) -> dict[str, Any]:
     return asyncio.run(_snapshot(url))
-
-
-async def _server_version(url: URL) -> str:
-    conn = await asyncpg.connect(dsn(url))
-    try:
-        return await conn.fetchval("SHOW server_version")
-    finally:
-        await conn.close()
 
 
 # --------------------------------------------------------------------------- settings and keys
@@ -426,7 +362,7 @@ def check_untouched(before: dict[str, Any], after: dict[str, Any]) -> None:
 
 
 async def _copy(data: Dataset, url: URL) -> Phase:
-    conn = await asyncpg.connect(dsn(url))
+    conn = await asyncpg.connect(harness.dsn(url))
     try:
         await conn.execute("CREATE TABLE plain_lines (upstream_id text, type text, version bigint, body jsonb)")
         loads = json.loads
@@ -458,7 +394,7 @@ def copy_baseline(data: Dataset, url: URL) -> Phase:
 
 def measure_main(data: Dataset, admin: URL, data_dir: Path) -> list[Phase]:
     phases: list[Phase] = []
-    with fresh_database(admin) as db:
+    with harness.fresh_database(admin) as db:
         keyring = KeyRing.from_settings(bench_settings(data_dir, db).security)
         check_fields_match_import(data)
         log(f"unavoidable work loop over {data.lines:,} lines ...")
@@ -474,7 +410,7 @@ def measure_main(data: Dataset, admin: URL, data_dir: Path) -> list[Phase]:
         phases.append(run_import(data, data_dir, db, "re-import (unchanged)"))
         check_untouched(first, snapshot(db))
         log(f"  {phases[-1].rate:,.0f} lines/s")
-    with fresh_database(admin) as db:
+    with harness.fresh_database(admin) as db:
         log(f"COPY into an unencrypted table in {db.database} ...")
         phases.append(copy_baseline(data, db))
         log(f"  {phases[-1].rate:,.0f} lines/s")
@@ -483,7 +419,7 @@ def measure_main(data: Dataset, admin: URL, data_dir: Path) -> list[Phase]:
 
 def measure_memory(lines: int, sample: Dataset, admin: URL, data_dir: Path) -> Phase:
     data = dataset(archives_for_lines(lines, sample), sample.seed)
-    with fresh_database(admin) as db:
+    with harness.fresh_database(admin) as db:
         migrate(db)
         log(f"memory: import of {data.lines:,} lines into {db.database} (takes a few minutes) ...")
         phase = run_import(data, data_dir, db, f"import of {data.lines:,} lines")
@@ -495,14 +431,10 @@ def measure_memory(lines: int, sample: Dataset, admin: URL, data_dir: Path) -> P
 def ingest_machine_info(admin: URL) -> dict[str, Any]:
     from cryptography.hazmat.backends.openssl.backend import backend
 
-    return machine_info(openssl=backend.openssl_version_text(), postgresql=asyncio.run(_server_version(admin)))
+    return machine_info(openssl=backend.openssl_version_text(), postgresql=harness.server_version(admin))
 
 
 # --------------------------------------------------------------------------- output
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 def report(phases: list[Phase], memory: Phase | None, memory_lines: int, machine: dict[str, Any]) -> dict[str, Any]:
@@ -562,16 +494,6 @@ def report(phases: list[Phase], memory: Phase | None, memory_lines: int, machine
     }
 
 
-def save(result: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
-    path = RESULTS / f"ingest-{stamp}.json"
-    path.write_text(text)
-    (RESULTS / "ingest-latest.json").write_text(text)
-    return path
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -605,9 +527,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: the child stops, databases go
-    try:
-        admin = normalised_url(args.pg_url)
+    with harness.exits_on_failure("bench/ingest.py", OSError, asyncpg.PostgresError):
+        admin = harness.normalised_url(args.pg_url)
         machine = ingest_machine_info(admin)
         data = dataset(args.archives, args.seed)
         with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
@@ -615,12 +536,6 @@ def main(argv: list[str] | None = None) -> int:
             ingest_settings = asdict(bench_settings(data_dir, admin).ingest)  # what the child reads too
             phases = measure_main(data, admin, data_dir)
             memory = measure_memory(args.memory_lines, data, admin, data_dir) if args.memory_lines else None
-    except (BenchError, OSError, asyncpg.PostgresError) as exc:
-        print(f"bench/ingest.py failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench/ingest.py interrupted", file=sys.stderr)
-        return 130
     machine["loadavg_end"] = os.getloadavg()
     machine["ingest_settings"] = ingest_settings
     result = report(phases, memory, args.memory_lines, machine)
@@ -633,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "file": str(data.path.relative_to(PROJECT)),
         "line_counts": data.counts,
     }
-    print(f"results: {save(result).relative_to(PROJECT)}")
+    print(f"results: {harness.save(result, 'ingest', harness.utc_stamp()).relative_to(PROJECT)}")
     return 0
 
 

@@ -51,38 +51,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
-import io
 import json
 import math
 import os
-import pstats
 import re
 import secrets
-import select
-import signal
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import harness
 import tornado
 import wechatpy
+from harness import PROJECT, RESULTS, BenchError, log, ms, percentile, verdict
 from machine import machine_info
 from wechatpy.crypto import WeChatCrypto
 
 from wechat_backend.app import build_services
 from wechat_backend.config import Settings, load_settings
-from wechat_backend.db import create_engine, upgrade
 from wechat_backend.wechat import replies
-
-PROJECT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT / "bench" / "results"
 
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 20.0
@@ -98,21 +91,12 @@ SCENE_EVERY = 2  # every other follower follows through the bench institution's 
 BENCH_INSTITUTION_CODE = "371522001"
 BENCH_INSTITUTION = replies.Contact("莘县燕店镇卫生院", "0635-7123456")
 SAMPLE_EVERY = 100  # 1 % of /wechat responses are decrypted and checked after the phase
-READY_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 10.0
 BUSY_SERVER = 0.95  # below this share of its CPU, the server was not what limited the phase
 BUSY_CLIENT = 0.90  # above this, the load generator may have been
 
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 _FIELD = r"<{0}>(?:<!\[CDATA\[(.*?)\]\]>|([^<]*))</{0}>"
-
-
-class BenchError(Exception):
-    """The benchmark could not measure what it set out to (a server did not start, a reply was wrong)."""
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- settings
@@ -133,11 +117,7 @@ def bench_settings(data_dir: Path, key_prefix: str) -> Settings:
 
 async def prepare_database(settings: Settings) -> None:
     """Migrate, then import the institution some followers follow through (as upstream sends it)."""
-    engine = create_engine(settings.database.url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    await harness.upgrade_database(settings.database.url)
     services = await build_services(settings, with_redis=False)
     try:
         line = {
@@ -166,28 +146,10 @@ def home_url(settings: Settings) -> str:
 
 def child_main(kind: str, config_path: str) -> int:
     """A server child: pinned first (threads it starts inherit the CPU), then serves until SIGTERM."""
-    import logging
-
-    cfg = json.loads(Path(config_path).read_text())
-    os.sched_setaffinity(0, {cfg["server_cpu"]})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    cfg = harness.child_config(config_path)
     serve = _serve_wechat if kind == "wechat" else _serve_bare
     asyncio.run(serve(cfg))
     return 0
-
-
-def _announce(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-async def _until_sigterm() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 async def _serve_bare(cfg: dict[str, Any]) -> None:
@@ -205,16 +167,13 @@ async def _serve_bare(cfg: dict[str, Any]) -> None:
     sockets = bind_sockets(0, "127.0.0.1")
     server = HTTPServer(tornado.web.Application([(r"/wechat", Bare)]), xheaders=False)
     server.add_sockets(sockets)
-    _announce({"port": sockets[0].getsockname()[1], "pid": os.getpid(), "redis_pid": None})
-    await _until_sigterm()
+    await harness.serve_until_sigterm(sockets[0].getsockname()[1], None)
     server.stop()
     await server.close_all_connections()
-    _announce({"counts": {}})
+    harness.announce({"stopped": True})
 
 
 async def _serve_wechat(cfg: dict[str, Any]) -> None:
-    import cProfile
-
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
@@ -223,114 +182,21 @@ async def _serve_wechat(cfg: dict[str, Any]) -> None:
     settings = bench_settings(Path(cfg["data_dir"]), cfg["key_prefix"])
     services = await build_services(settings)
     try:
-        embedded = services.redis.embedded if services.redis else None
-        redis_pid = getattr(embedded, "pid", None) if embedded is not None else None
-        if redis_pid:
-            os.sched_setaffinity(redis_pid, {cfg["client_cpu"]})  # keep the server's CPU for the server
+        redis_pid = harness.pin_embedded_redis(services, cfg["client_cpu"])
         sockets = bind_sockets(0, "127.0.0.1")
         server = HTTPServer(make_app(services), xheaders=False)  # as `wechat-backend serve` (app.listen)
         server.add_sockets(sockets)
-        profiler = cProfile.Profile() if cfg.get("profile_path") else None
-        if profiler is not None:
-            profiler.enable()
-        _announce({"port": sockets[0].getsockname()[1], "pid": os.getpid(), "redis_pid": redis_pid})
-        await _until_sigterm()
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(cfg["profile_path"])
+        await harness.serve_until_sigterm(sockets[0].getsockname()[1], redis_pid, cfg.get("profile_path", ""))
         server.stop()
         await server.close_all_connections()
         counts = dict(services.callback.counts)
     finally:
         await services.close()
-    _announce({"counts": counts})
+    harness.announce({"stopped": True, "counts": counts})
 
 
-@dataclass
-class Child:
-    kind: str
-    proc: subprocess.Popen[str]
-    port: int
-    pid: int
-    redis_pid: int | None
-    stderr_path: Path
-    final: dict[str, Any] = field(default_factory=dict)
-
-    def stop(self) -> dict[str, Any]:
-        """SIGTERM, wait, and read the child's last line (its counts)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        self._reap_redis()
-        for line in out.splitlines():
-            with contextlib.suppress(ValueError):
-                self.final = json.loads(line)
-        if self.proc.returncode != 0 or "counts" not in self.final:
-            raise BenchError(f"{self.kind} server exited with {self.proc.returncode}; {self.stderr_tail()}")
-        return self.final["counts"]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reap_redis()
-
-    def _reap_redis(self) -> None:
-        """The embedded redis-server stops with its owner; if the owner died hard, stop it here."""
-        if self.redis_pid and _alive(self.redis_pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.redis_pid, signal.SIGTERM)
-
-    def stderr_tail(self, lines: int = 15) -> str:
-        try:
-            tail = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return "no stderr"
-        return "stderr tail:\n" + "\n".join(tail)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def start_child(kind: str, cfg: dict[str, Any], tmp: Path) -> Child:
-    config_path = tmp / f"{kind}-child.json"
-    config_path.write_text(json.dumps(cfg))
-    stderr_path = tmp / f"{kind}-server.log"
-    with stderr_path.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(config_path)],
-            cwd=PROJECT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
-    line = proc.stdout.readline() if ready else ""
-    try:
-        hello = json.loads(line)
-    except ValueError:
-        hello = {}
-    if "port" not in hello:
-        proc.kill()
-        proc.wait()
-        tail = stderr_path.read_text(errors="replace").splitlines()[-15:]
-        raise BenchError(f"{kind} server did not start; stderr tail:\n" + "\n".join(tail))
-    return Child(kind, proc, hello["port"], hello["pid"], hello["redis_pid"], stderr_path)
+def start_server(kind: str, cfg: dict[str, Any], tmp: Path) -> harness.ServerChild:
+    return harness.start_child(f"{kind} server", [str(Path(__file__).resolve()), "--child", kind], cfg, tmp / kind)
 
 
 # --------------------------------------------------------------------------- requests
@@ -609,54 +475,53 @@ class Phase:
         return sum(n for s, n in self.statuses.items() if s != "200")
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a whole process (all its threads), from /proc."""
-    if not pid:
-        return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] * 1000
-
-
-async def _drive(load: Load, child: Child, args: argparse.Namespace) -> tuple[float, dict[str, float]]:
+async def _connect(load: Load, child: harness.ServerChild, connections: int) -> list[Connection]:
+    """Open the keep-alive connections, each sending its first request at once."""
     loop = asyncio.get_running_loop()
     conns: list[Connection] = []
-    for _ in range(args.connections):
+    for _ in range(connections):
         _, proto = await loop.create_connection(lambda: Connection(load), "127.0.0.1", child.port)
         conns.append(proto)
     for c in conns:
         c.send_next()
+    return conns
+
+
+async def _wait_while(load: Load, busy: Callable[[], bool], deadline: float) -> None:
+    """Wake up each time a connection goes idle, until ``busy()`` is false or the deadline (loop time)."""
+    loop = asyncio.get_running_loop()
+    while busy() and loop.time() < deadline:
+        load.idle.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(load.idle.wait(), max(0.01, deadline - loop.time()))
+
+
+async def _hang_up(conns: list[Connection]) -> None:
+    """Close every connection, and give the closes a moment to be seen."""
+    for c in conns:
+        if c.transport is not None:
+            c.transport.close()
+    await asyncio.sleep(0.05)
+
+
+async def _drive(load: Load, child: harness.ServerChild, args: argparse.Namespace) -> tuple[float, dict[str, float]]:
+    loop = asyncio.get_running_loop()
+    conns = await _connect(load, child, args.connections)
     await asyncio.sleep(args.warmup)
-    cpu0 = (_cpu_seconds(child.pid), time.process_time(), _cpu_seconds(child.redis_pid))
+    cpu0 = (harness.cpu_seconds(child.pid), time.process_time(), harness.cpu_seconds(child.redis_pid))
     started = time.perf_counter()
     load.measuring = True
     load.window_end = started + args.seconds
     await asyncio.sleep(args.seconds)
     ended = time.perf_counter()
-    cpu1 = (_cpu_seconds(child.pid), time.process_time(), _cpu_seconds(child.redis_pid))
+    cpu1 = (harness.cpu_seconds(child.pid), time.process_time(), harness.cpu_seconds(child.redis_pid))
     load.stopping = True
     load.measuring = False
-    deadline = loop.time() + DRAIN_TIMEOUT
-    while any(c.busy for c in conns) and loop.time() < deadline:
-        load.idle.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(load.idle.wait(), max(0.01, deadline - loop.time()))
+    await _wait_while(load, lambda: any(c.busy for c in conns), loop.time() + DRAIN_TIMEOUT)
     stuck = sum(c.busy for c in conns)
     if stuck:
         load.errors.append(f"{stuck} requests unanswered {DRAIN_TIMEOUT:.0f} s after the window")
-    for c in conns:
-        if c.transport is not None:
-            c.transport.close()
-    await asyncio.sleep(0.05)
+    await _hang_up(conns)
     if load.exhausted_at is not None and load.exhausted_at < ended:
         ended = max(started, load.exhausted_at)
     span = ended - started
@@ -668,30 +533,19 @@ async def _drive(load: Load, child: Child, args: argparse.Namespace) -> tuple[fl
     return span, cpu
 
 
-async def _drive_all(load: Load, child: Child, args: argparse.Namespace) -> None:
+async def _drive_all(load: Load, child: harness.ServerChild, args: argparse.Namespace) -> None:
     """Every request of ``load`` once, over the same connections, then stop (nothing measured)."""
     loop = asyncio.get_running_loop()
-    conns: list[Connection] = []
-    for _ in range(args.connections):
-        _, proto = await loop.create_connection(lambda: Connection(load), "127.0.0.1", child.port)
-        conns.append(proto)
-    for c in conns:
-        c.send_next()
+    conns = await _connect(load, child, args.connections)
     deadline = loop.time() + DRAIN_TIMEOUT + len(load.requests) / 100  # at least 100 follows a second
-    while (any(c.busy for c in conns) or load.next_index < len(load.requests)) and loop.time() < deadline:
-        load.idle.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(load.idle.wait(), max(0.01, deadline - loop.time()))
+    await _wait_while(load, lambda: any(c.busy for c in conns) or load.next_index < len(load.requests), deadline)
     stuck = len(load.requests) - load.completed
     if stuck:
         load.errors.append(f"{stuck} follows unanswered")
-    for c in conns:
-        if c.transport is not None:
-            c.transport.close()
-    await asyncio.sleep(0.05)
+    await _hang_up(conns)
 
 
-def follow_all(child: Child, requests: list[bytes], sent: list[Sent], args: argparse.Namespace) -> Load:
+def follow_all(child: harness.ServerChild, requests: list[bytes], sent: list[Sent], args: argparse.Namespace) -> Load:
     """The unmeasured warm-up: every follower follows; each reply must be 200, 1 in 10 is checked."""
     log(f"follow: {len(requests):,} followers subscribe (not measured) ...")
     load = Load(requests, len(requests), False, 10)
@@ -707,7 +561,7 @@ def follow_all(child: Child, requests: list[bytes], sent: list[Sent], args: argp
 
 
 def run_phase(
-    name: str, child: Child, requests: list[bytes], args: argparse.Namespace, *, cycle: bool, sample: bool
+    name: str, child: harness.ServerChild, requests: list[bytes], args: argparse.Namespace, *, cycle: bool, sample: bool
 ) -> tuple[Phase, Load]:
     load = Load(requests, args.max_requests, cycle, SAMPLE_EVERY if sample else None)
     log(f"{name}: {args.connections} connections, {args.warmup:g} s warm-up + {args.seconds:g} s ...")
@@ -720,9 +574,9 @@ def run_phase(
         name=name,
         requests=load.in_window,
         seconds=span,
-        p50_ms=_percentile(ordered, 0.50),
-        p90_ms=_percentile(ordered, 0.90),
-        p99_ms=_percentile(ordered, 0.99),
+        p50_ms=percentile(ordered, 0.50),
+        p90_ms=percentile(ordered, 0.90),
+        p99_ms=percentile(ordered, 0.99),
         max_ms=ordered[-1] * 1000 if ordered else math.nan,
         sent=load.next_index,
         statuses={str(k): v for k, v in sorted(load.statuses.items())},
@@ -761,7 +615,7 @@ def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple
     # Phase 1: bare Tornado, with the same requests (a pool reused in turn).
     factory = RequestFactory(settings, 0, first_seq=0, followers=args.followers)
     cfg["bare_body"] = factory.reply_like()
-    bare_child = start_child("bare", cfg, tmp)
+    bare_child = start_server("bare", cfg, tmp)
     try:
         pool, _ = RequestFactory(settings, bare_child.port, first_seq=0, followers=args.followers).build(2000, None)
         bare, _ = run_phase("bare Tornado handler", bare_child, pool, args, cycle=True, sample=False)
@@ -770,7 +624,7 @@ def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple
         bare_child.kill()
     # Phases 2 and 3: /wechat; a fresh request for every send, sized from the bare rate (it cannot beat it).
     phases = [bare]
-    wechat_child = start_child("wechat", cfg, tmp)
+    wechat_child = start_server("wechat", cfg, tmp)
     try:
         factory = RequestFactory(settings, wechat_child.port, first_seq=10**9, followers=args.followers)
         processed = follow_all(wechat_child, *factory.follows(), args).completed
@@ -783,7 +637,7 @@ def measure(args: argparse.Namespace, tmp: Path, cpus: tuple[int, int]) -> tuple
             processed += load.completed
             phases.append(phase)
             del pool, sent
-        counts = wechat_child.stop()
+        counts = wechat_child.stop()["counts"]
     finally:
         wechat_child.kill()
     server = {"counts": counts, "responses": processed, "redis": "REDIS_URL" if settings.redis.url else "embedded"}
@@ -808,14 +662,6 @@ def endpoint_machine_info(cpus: tuple[int, int]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1f}"
-
-
 def report(
     phases: list[Phase], server: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -826,7 +672,7 @@ def report(
     )
     for p in phases:
         print(
-            f"{p.name:<26}{p.requests:>10,}{p.seconds:>9.1f}{p.rate:>9,.0f}{_ms(p.p50_ms):>8}{_ms(p.p99_ms):>8}"
+            f"{p.name:<26}{p.requests:>10,}{p.seconds:>9.1f}{p.rate:>9,.0f}{ms(p.p50_ms):>8}{ms(p.p99_ms):>8}"
             f"{p.rate / bare.rate:>7.2f}{p.server_cpu:>12.0%}{p.client_cpu:>12.0%}"
         )
     targets: dict[str, Any] = {}
@@ -891,25 +737,6 @@ def report(
     }
 
 
-def print_profile(path: Path, top: int = 30) -> None:
-    out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
-    print("\n/wechat server profile (cProfile, whole server lifetime after start-up):")
-    print(out.getvalue().rstrip())
-    print(f"profile: {path.relative_to(PROJECT)}  (python -m pstats {path.relative_to(PROJECT)})")
-
-
-def save(result: dict[str, Any], stamp: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
-    path = RESULTS / f"wechat-endpoint-{stamp}.json"
-    path.write_text(text)
-    (RESULTS / "wechat-endpoint-latest.json").write_text(text)
-    return path
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -938,31 +765,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return child_main(argv[1], argv[2])
     args = parse_args(argv)
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        print("bench/wechat_endpoint.py needs two CPUs (server on one, load generator on the other)", file=sys.stderr)
-        return 1
-    cpus = (allowed[0], allowed[1])
-    os.sched_setaffinity(0, {cpus[1]})
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    cpus = harness.pin_load_generator("bench/wechat_endpoint.py")
+    stamp = harness.utc_stamp()
     args.profile_path = RESULTS / f"wechat-endpoint-{stamp}.pstats"
-    if args.profile:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: the children stop
     machine = endpoint_machine_info(cpus)
-    try:
-        with tempfile.TemporaryDirectory(prefix="wb-bench-wechat-") as tmp:
-            phases, server = measure(args, Path(tmp), cpus)
-    except BenchError as exc:
-        print(f"bench/wechat_endpoint.py failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench/wechat_endpoint.py interrupted", file=sys.stderr)
-        return 130
+    with (
+        harness.exits_on_failure("bench/wechat_endpoint.py"),
+        tempfile.TemporaryDirectory(prefix="wb-bench-wechat-") as tmp,
+    ):
+        phases, server = measure(args, Path(tmp), cpus)
     machine["loadavg_end"] = os.getloadavg()
     result = report(phases, server, machine, args)
     if args.profile:
-        print_profile(args.profile_path)
+        harness.print_profile(args.profile_path, "/wechat server")
         result["profile"] = str(args.profile_path.relative_to(PROJECT))
     failures = [f"{p.name}: {n:,} non-200 responses {p.statuses}" for p in phases if (n := p.non_200)]
     failures += [f"{p.name}: {e}" for p in phases for e in p.errors]
@@ -970,13 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     failures += [f"{p.name}: no reply was sampled" for p in phases[1:] if not p.reply_checks]
     failures += server_problems(server)
     result["failures"] = failures
-    print(f"results: {save(result, stamp).relative_to(PROJECT)}")
-    if failures:
-        print("FAILED: the responses were not all correct:", file=sys.stderr)
-        for failure in failures:
-            print(f"  {failure}", file=sys.stderr)
-        return 1
-    return 0
+    print(f"results: {harness.save(result, 'wechat-endpoint', stamp).relative_to(PROJECT)}")
+    return harness.exit_code(failures)
 
 
 if __name__ == "__main__":
