@@ -283,3 +283,17 @@ async def test_concurrent_guesses_share_the_five_tries(resident: Any, people: An
         assert await s.scalar(select(BindAttempt.tries)) == 5
     assert (await me.verify(bind_id, code)).status_code == 400
     assert await bindings(services) == 0
+
+
+async def test_an_attempt_stuck_in_sending_can_be_resent_later(resident: Any, people: Any, clock: Any) -> None:
+    """The provider took the code but its outcome was never recorded: not a dead end for good."""
+    _, services = people
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    async with services.sessions.begin() as s:
+        (await s.scalars(select(BindAttempt))).one().status = "sending"
+    assert (await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 409
+    clock.advance(seconds=61)
+    assert (await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 200
+    code = await me.last_code(person(ELDER)["phone"])
+    assert (await me.verify(bind_id, code)).status_code == 200

@@ -197,7 +197,7 @@ class BindingService:
         async with self._sessions() as s:
             attempt = await self._attempt(s, caller, bind_id)
             refusal: AppError | None = None
-            if attempt.status not in ("sent", "failed"):
+            if attempt.status not in self._resendable(attempt):
                 refusal = _finished(attempt.status)
             archive = await s.get(Archive, attempt.archive_id)
             assert archive is not None
@@ -218,12 +218,21 @@ class BindingService:
         code = new_code()
         async with self._sessions.begin() as s:
             row = await s.get(BindAttempt, attempt.id, with_for_update=True)
-            if row is None or row.status not in ("sent", "failed"):
+            if row is None or row.status not in self._resendable(row):
                 raise _finished(row.status if row else "replaced")
             self._arm(row, code)
             audit.by_identity(s, caller, "bind_resend", attempt.archive_id)
         await self._send(caller, bind_id, phone, fields.get("name"), code)
         return self._started(bind_id, phone)
+
+    def _resendable(self, attempt: BindAttempt) -> tuple[str, ...]:
+        """``sent`` and ``failed``; also ``sending`` once it is clearly stuck (the outcome was never
+        recorded, e.g. the database failed after the provider took the message)."""
+        stuck_after = dt.timedelta(seconds=2 * self._settings.sms.timeout_seconds + 30)
+        sent_at = attempt.last_sent_at
+        if sent_at is not None and self._clock.now() - sent_at > stuck_after:
+            return ("sent", "failed", "sending")
+        return ("sent", "failed")
 
     # ------------------------------------------------------------------ verify
 
