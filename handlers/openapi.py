@@ -203,6 +203,7 @@ OPENAPI: dict[str, Any] = {
                                 "channel": _STR,
                                 "bound_at": _STR,
                                 "is_me": {"type": "boolean"},
+                                "removable": {"type": "boolean"},
                             },
                         },
                     }

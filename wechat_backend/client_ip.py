@@ -37,3 +37,17 @@ def client_ip(remote: str, forwarded_for: str | None, trusted_cidrs: tuple[str, 
             except ValueError:
                 return remote  # garbage in the header: count the proxy, not a made-up address
     return hops[0] if hops else remote
+
+
+def rate_subject(address: str) -> str:
+    """What the per-address limit counts: an IPv4 address, or the /64 of an IPv6 one (one
+    subscriber's network; counting single IPv6 addresses would let a client rotate freely)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -158,3 +158,15 @@ async def test_the_archive_number_route_is_only_for_archives_without_an_id_numbe
     )
     assert r.status_code == 400 and r.json()["error"] == "mismatch"
     assert await me.inbox(a["phone"]) == []
+
+
+async def test_an_owner_cannot_evict_another_self_binding(resident: Any, clock: Any) -> None:
+    first = await resident("本人")
+    mine = await first.bind(ELDER)
+    clock.advance(seconds=61)
+    holder = await resident("拿着手机的人")  # can read the archive's phone, so can also bind as self
+    theirs = await holder.bind(ELDER)
+    r = await holder.call("GET", f"/api/v1/archives/{theirs['id']}/bindings")
+    first_binding = next(b["id"] for b in r.json()["bindings"] if not b["is_me"])
+    assert (await holder.call("DELETE", f"/api/v1/bindings/{first_binding}")).status_code == 404
+    assert [a["id"] for a in await first.archives()] == [mine["id"]]

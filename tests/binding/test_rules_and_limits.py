@@ -143,3 +143,19 @@ async def test_a_new_code_replaces_the_old(resident: Any, people: Any, clock: An
     if first != second:
         assert (await me.verify(bind_id, first)).status_code == 400
     assert (await me.verify(bind_id, second)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("address", "subject"),
+    [
+        ("1.2.3.4", "1.2.3.4"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # same subscriber network, same bucket
+        ("::ffff:1.2.3.4", "1.2.3.4"),
+        ("-", "-"),
+    ],
+)
+def test_the_per_address_limit_counts_ipv6_by_its_64(address: str, subject: str) -> None:
+    from wechat_backend.client_ip import rate_subject
+
+    assert rate_subject(address) == subject

@@ -97,6 +97,8 @@ class BoundArchives:
                     "channel": "公众号" if channel == "oa" else "小程序",
                     "bound_at": b.created_at.isoformat(),
                     "is_me": b.identity_id in mine,
+                    # Another "self" binding cannot be removed by an owner (see unbind).
+                    "removable": b.identity_id not in mine and b.relation != "self",
                 }
                 for b, channel in rows
             ]
@@ -106,8 +108,11 @@ class BoundArchives:
         async with self._sessions.begin() as s:
             mine = await person_identity_ids(s, caller.identity_id)
             binding = (await s.scalars(select(Binding).where(Binding.public_id == binding_public_id))).first()
+            # One's own binding, or — for an owner — someone else's, but never another owner's
+            # "self": whoever can read the archive's phone could otherwise evict its person.
             allowed = binding is not None and (
-                binding.identity_id in mine or await self._owns(s, mine, binding.archive_id)
+                binding.identity_id in mine
+                or (binding.relation != "self" and await self._owns(s, mine, binding.archive_id))
             )
             if binding is None or not allowed:
                 audit.by_identity(

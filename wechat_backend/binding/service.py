@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .. import audit
 from ..archives import Place, decide, not_open_message, open_fields, place_of, summary
+from ..client_ip import rate_subject
 from ..clock import Clock
 from ..config import Settings
 from ..crypto import KeyRing
@@ -147,7 +148,9 @@ class BindingService:
         try:
             await self._limits.take(
                 [
-                    Window(self._rl_key("ip", caller.client_ip or "-"), 3600, cfg.bind_starts_per_ip_hour),
+                    Window(
+                        self._rl_key("ip", rate_subject(caller.client_ip or "-")), 3600, cfg.bind_starts_per_ip_hour
+                    ),
                     # Per person: identities linked by unionid share one allowance.
                     Window(self._rl_key("identity", str(min(mine))), 86400, cfg.bind_starts_per_identity_day),
                 ],
