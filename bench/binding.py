@@ -82,6 +82,7 @@ from wechat_backend.app import build_services
 from wechat_backend.binding.rules import relation_allowed
 from wechat_backend.clock import Clock
 from wechat_backend.config import Settings, load_settings
+from wechat_backend.db import upgrade_url
 from wechat_backend.privacy import VisibilityInput, mask_id_number, mask_name, mask_phone, visibility
 from wechat_backend.seed import write_jsonl
 
@@ -188,7 +189,7 @@ def write_data(path: Path, archives: int, seed: int, today: dt.date) -> tuple[di
 
 async def prepare_database(settings: Settings, path: Path, counts: dict[str, int]) -> float:
     """Migrate, import the file and open every county in phase ``all``; returns the import's seconds."""
-    await harness.upgrade_database(settings.database.url)
+    await upgrade_url(settings.database.url)
     services = await build_services(settings, with_redis=False)
     try:
         report = await services.ingest.import_file(path)

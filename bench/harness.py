@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
-from wechat_backend.db import create_engine, upgrade
-
 if TYPE_CHECKING:
     from wechat_backend.app import Services
 
@@ -313,15 +311,6 @@ def fresh_database(admin: URL) -> Iterator[URL]:
             asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         except Exception as exc:
             log(f"could not drop database {name}: {exc} — drop it by hand")
-
-
-async def upgrade_database(url: str) -> None:
-    """Migrate a fresh database to the newest schema, as ``wechat-backend`` would."""
-    engine = create_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 # --------------------------------------------------------------------------- figures and results

@@ -62,6 +62,7 @@ from sqlalchemy.engine import URL
 from wechat_backend.blind_index import archive_indexes
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.crypto import KeyRing
+from wechat_backend.db import upgrade_url
 from wechat_backend.ingest.lines import ArchiveLine, parse_line
 from wechat_backend.seed import write_jsonl
 
@@ -224,7 +225,7 @@ def archives_for_lines(lines: int, sample: Dataset) -> int:
 
 
 def migrate(url: URL) -> None:
-    asyncio.run(harness.upgrade_database(url.render_as_string(hide_password=False)))
+    asyncio.run(upgrade_url(url.render_as_string(hide_password=False)))
 
 
 async def _snapshot(url: URL) -> dict[str, Any]:

@@ -75,6 +75,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from wechat_backend.app import build_services
 from wechat_backend.config import Settings, load_settings
+from wechat_backend.db import upgrade_url
 from wechat_backend.wechat import replies
 
 RATIO_TARGET = 0.5
@@ -117,7 +118,7 @@ def bench_settings(data_dir: Path, key_prefix: str) -> Settings:
 
 async def prepare_database(settings: Settings) -> None:
     """Migrate, then import the institution some followers follow through (as upstream sends it)."""
-    await harness.upgrade_database(settings.database.url)
+    await upgrade_url(settings.database.url)
     services = await build_services(settings, with_redis=False)
     try:
         line = {

@@ -19,14 +19,14 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from local_server import listening, serving
+from platform_double import Platform, running_platform
 from sqlalchemy.engine import make_url
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
 from wechat_backend.app import Services, build_services, make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.config import Settings, load_settings
-from wechat_backend.db import create_engine, upgrade
+from wechat_backend.db import upgrade_url
 
 PG_URL = os.environ.get("DATABASE_URL_PG", "")
 REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -55,21 +55,13 @@ def _raw_pg(url: str, database: str | None = None) -> str:
     return u.render_as_string(hide_password=False)
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
 # --------------------------------------------------------------------------- database templates
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("dbtemplate") / "template.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(upgrade_url(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -79,24 +71,25 @@ def pg_template() -> Iterator[str]:
     name = f"wb_tmpl_{secrets.token_hex(4)}"
 
     async def create() -> None:
-        conn = await asyncpg.connect(_raw_pg(PG_URL))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        await _migrate(pg_url_for(name))
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+        await upgrade_url(pg_url_for(name))
 
     asyncio.run(create())
     yield name
     asyncio.run(_drop_pg(name))
 
 
-async def _drop_pg(name: str) -> None:
+async def _pg_admin(sql: str) -> None:
+    """One statement on the server's maintenance connection (CREATE/DROP DATABASE)."""
     conn = await asyncpg.connect(_raw_pg(PG_URL))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def _drop_pg(name: str) -> None:
+    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=BACKENDS)
@@ -110,14 +103,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     template = request.getfixturevalue("pg_template")
     name = f"wb_t_{secrets.token_hex(6)}"
 
-    async def clone() -> None:
-        conn = await asyncpg.connect(_raw_pg(PG_URL))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(clone())
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield pg_url_for(name)
     asyncio.run(_drop_pg(name))
 
@@ -195,17 +181,15 @@ async def services(settings: Settings, clock: FixedClock) -> AsyncIterator[Servi
 @pytest.fixture
 async def base_url(services: Services) -> AsyncIterator[str]:
     """The real application on a real socket: ``http://127.0.0.1:<port>``."""
-    from tornado.httpserver import HTTPServer
-    from tornado.netutil import bind_sockets
+    async with serving(make_app(services)) as base:
+        yield base
 
-    from wechat_backend.app import make_app
 
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(make_app(services))
-    server.add_sockets(sockets)
-    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    server.stop()
-    await server.close_all_connections()
+@pytest.fixture
+async def platform() -> AsyncIterator[Platform]:
+    """The WeChat platform double (tests/platform_double.py) on a port of its own."""
+    async with running_platform() as p:
+        yield p
 
 
 Live = tuple[str, Services]
@@ -214,8 +198,18 @@ Live = tuple[str, Services]
 @pytest.fixture
 async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[Live]:
     """``(base_url, services)``: the real app, sandbox mounted, its WeChat settings pointing at itself."""
-    sockets = bind_sockets(0, "127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    async with listening() as listener:
+        base = listener.base
+        services = await _live_services(tmp_path, db_url, redis_url, clock, base)
+        listener.serve(make_app(services))
+        try:
+            yield base, services
+        finally:
+            await listener.close()
+            await services.close()
+
+
+async def _live_services(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, base: str) -> Services:
     settings = make_settings(
         tmp_path,
         db_url,
@@ -235,11 +229,4 @@ async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -
     services = await build_services(settings, clock=clock)
     assert services.redis is not None
     await services.redis.client.flushdb()
-    server = HTTPServer(make_app(services))
-    server.add_sockets(sockets)
-    try:
-        yield base, services
-    finally:
-        server.stop()
-        await server.close_all_connections()
-        await services.close()
+    return services

@@ -18,8 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
+from local_server import serving
 from tornado.web import Application, RequestHandler
 
 APP_ID = "wxtestapp0000001"
@@ -185,17 +184,11 @@ class _Handler(RequestHandler):
 @asynccontextmanager
 async def running_platform() -> AsyncIterator[Platform]:
     platform = Platform()
-    sockets = bind_sockets(0, "127.0.0.1")
     # The remote platform's own access log is not ours to check: keep it out of caplog.
     app = Application([(r"/(.*)", _Handler, {"platform": platform})], log_function=lambda handler: None)
-    server = HTTPServer(app)
-    server.add_sockets(sockets)
-    platform.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/"
-    try:
+    async with serving(app) as base:
+        platform.url = base + "/"
         yield platform
-    finally:
-        server.stop()
-        await server.close_all_connections()
 
 
 def wechat_overrides(platform: Platform, **extra: Any) -> dict[str, Any]:

@@ -23,8 +23,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
+from local_server import serving
 from tornado.web import Application, RequestHandler
 
 TENCENT_SECRET_ID = "AKIDtest0000000000000000000000000000"
@@ -188,19 +187,15 @@ class _AliyunHandler(_FakeHandler):
 
 @asynccontextmanager
 async def _serve(handler: type[_FakeHandler], fake: FakeSms) -> AsyncIterator[FakeSms]:
-    sockets = bind_sockets(0, "127.0.0.1")
     # The provider's own access log (the query string carries the phone) is not ours to check.
     app = Application([(r"/", handler, {"fake": fake})], log_function=lambda handler: None)
-    server = HTTPServer(app)
-    server.add_sockets(sockets)
-    fake.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        server.stop()
-        await asyncio.sleep(0)
-        await server.close_all_connections()
+    async with serving(app) as base:
+        fake.url = base
+        try:
+            yield fake
+        finally:
+            fake.release.set()  # answers held back by a test go out before the server closes
+            await asyncio.sleep(0)
 
 
 @asynccontextmanager

@@ -71,21 +71,17 @@ async def test_metrics_count_requests_and_are_local_only(base_url: str) -> None:
 
 async def test_metrics_refuse_addresses_outside_metrics_allow(services, tmp_path, db_url, redis_url) -> None:
     from conftest import make_settings
-    from tornado.httpserver import HTTPServer
-    from tornado.netutil import bind_sockets
+    from local_server import serving
 
     from wechat_backend.app import build_services, make_app
 
     settings = make_settings(tmp_path, db_url, redis_url, server={"metrics_allow": ["10.0.0.0/8"]})
     svc = await build_services(settings, clock=services.clock)
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(make_app(svc))
-    server.add_sockets(sockets)
     try:
-        r = await fetch(f"http://127.0.0.1:{sockets[0].getsockname()[1]}/metrics")
-        assert r.code == 403
+        async with serving(make_app(svc)) as base:
+            r = await fetch(base + "/metrics")
+            assert r.code == 403
     finally:
-        server.stop()
         await svc.close()
 
 

@@ -13,10 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from conftest import make_settings
-from platform_double import Platform, running_platform, wechat_overrides
+from local_server import serving
+from platform_double import Platform, wechat_overrides
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 from tornado.web import url
 
 from handlers.base import BaseHandler
@@ -28,12 +27,6 @@ from wechat_backend.wechat.oauth import DEFAULT_NEXT
 
 async def fetch(address: str, **kw: object) -> HTTPResponse:
     return await AsyncHTTPClient().fetch(address, raise_error=False, follow_redirects=False, **kw)
-
-
-@pytest.fixture
-async def platform() -> AsyncIterator[Platform]:
-    async with running_platform() as p:
-        yield p
 
 
 @pytest.fixture(params=["http", "https"])
@@ -62,12 +55,8 @@ async def app_url(services: Services) -> AsyncIterator[str]:
     """The real application plus the test-only routes."""
     app = make_app(services)
     app.add_handlers(r".*", [url(r"/api/v1/test/whoami", WhoAmIHandler), url(r"/test/whoami", WhoAmIHandler)])
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(app)
-    server.add_sockets(sockets)
-    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    server.stop()
-    await server.close_all_connections()
+    async with serving(app) as base:
+        yield base
 
 
 def cookie_name(settings: Settings) -> str:

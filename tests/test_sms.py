@@ -202,28 +202,6 @@ async def test_tencent_http_error_status_is_an_error(
     assert (result.outcome, result.provider_code) == ("error", "ServerNetworkError")
 
 
-async def test_tencent_that_answers_too_late_is_a_timeout(
-    tencent: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    tencent.delay = 5
-    caplog.set_level(logging.DEBUG)
-    sender = senders(tencent_settings(tmp_path, tencent.url, timeout_seconds=0.5))
-    started = time.monotonic()
-    result = await sender.send(PHONE, SMS)
-    assert time.monotonic() - started < 1.5
-    assert result.outcome == "timeout" and result.message == MESSAGES["timeout"]
-    assert_private(caplog, result)
-
-
-async def test_tencent_unreachable_is_an_error_not_an_exception(
-    senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    result = await senders(tencent_settings(tmp_path, closed_port_url())).send(PHONE, SMS)
-    assert result == SmsResult("error", MESSAGES["error"], "ClientNetworkError")
-    assert_private(caplog, result)
-
-
 async def test_tencent_sends_concurrently_off_the_event_loop(
     tencent: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path
 ) -> None:
@@ -298,28 +276,6 @@ async def test_aliyun_codes_become_outcomes_with_a_chinese_message(
     assert_private(caplog, result)
     (line,) = [r for r in caplog.records if r.name == "wechat_backend.sms"]
     assert line.levelno == logging.WARNING and MASKED in line.getMessage()
-
-
-async def test_aliyun_that_answers_too_late_is_a_timeout(
-    aliyun: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    aliyun.delay = 5
-    caplog.set_level(logging.DEBUG)
-    sender = senders(aliyun_settings(tmp_path, aliyun.url, timeout_seconds=0.5))
-    started = time.monotonic()
-    result = await sender.send(PHONE, SMS)
-    assert time.monotonic() - started < 1.5
-    assert result.outcome == "timeout" and result.message == MESSAGES["timeout"]
-    assert_private(caplog, result)
-
-
-async def test_aliyun_unreachable_is_an_error_not_an_exception(
-    senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    result = await senders(aliyun_settings(tmp_path, closed_port_url())).send(PHONE, SMS)
-    assert result == SmsResult("error", MESSAGES["error"], "NoResponse")
-    assert_private(caplog, result)
 
 
 async def test_aliyun_sent_is_logged_with_the_phone_masked_only(
@@ -412,3 +368,38 @@ async def test_cloud_providers_use_the_real_hosts_without_an_endpoint(tmp_path: 
     finally:
         await tencent.close()
         await aliyun.close()
+
+
+# Both SDKs: a provider that answers too late, and one that cannot be reached. (settings
+# builder, the fake provider, the provider code when nothing answers)
+PROVIDERS = {
+    "tencent": (tencent_settings, running_tencent, "ClientNetworkError"),
+    "aliyun": (aliyun_settings, running_aliyun, "NoResponse"),
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_provider_that_answers_too_late_is_a_timeout(
+    provider: str, senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make, running, _ = PROVIDERS[provider]
+    caplog.set_level(logging.DEBUG)
+    async with running() as fake:
+        fake.delay = 5
+        sender = senders(make(tmp_path, fake.url, timeout_seconds=0.5))
+        started = time.monotonic()
+        result = await sender.send(PHONE, SMS)
+        assert time.monotonic() - started < 1.5
+    assert result.outcome == "timeout" and result.message == MESSAGES["timeout"]
+    assert_private(caplog, result)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_an_unreachable_provider_is_an_error_not_an_exception(
+    provider: str, senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make, _, no_answer = PROVIDERS[provider]
+    caplog.set_level(logging.DEBUG)
+    result = await senders(make(tmp_path, closed_port_url())).send(PHONE, SMS)
+    assert result == SmsResult("error", MESSAGES["error"], no_answer)
+    assert_private(caplog, result)

@@ -10,19 +10,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from platform_double import APP_ID, APP_SECRET, MP_APP_ID, MP_APP_SECRET, Platform, running_platform
+from platform_double import APP_ID, APP_SECRET, MP_APP_ID, MP_APP_SECRET, Platform
 
 from wechat_backend.config import MiniprogramSettings, WechatSettings
 from wechat_backend.wechat.api import WeChatApi, WeChatApiError, WeChatHttp, WeChatUnavailable, redact_url
 from wechat_backend.wechat.token import AccessTokenStore, token_key
 
 CUSTOM = "cgi-bin/message/custom/send"
-
-
-@pytest.fixture
-async def platform() -> AsyncIterator[Platform]:
-    async with running_platform() as p:
-        yield p
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ that upserts the identity and opens a fresh session. Runs on every database back
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import make_settings
-from platform_double import APP_ID, Platform, running_platform, wechat_overrides
+from platform_double import APP_ID, Platform, wechat_overrides
 
 from wechat_backend.app import Services
 from wechat_backend.config import Settings
@@ -18,12 +17,6 @@ from wechat_backend.errors import NotLoggedIn, Unavailable
 from wechat_backend.wechat.oauth import DEFAULT_NEXT, OAuthService, safe_next, state_key
 
 CALLBACK = "/oauth/callback"
-
-
-@pytest.fixture
-async def platform() -> AsyncIterator[Platform]:
-    async with running_platform() as p:
-        yield p
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ import httpx
 import redis.asyncio as aioredis
 from conftest import make_settings
 from ingest_lines import archive
+from local_server import serving
 from sqlalchemy import func, select
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
 from wechat_backend.app import build_services, make_app
 from wechat_backend.binding import BindingService, Caller, RateLimits, parse_bind_request
@@ -245,15 +244,13 @@ async def test_redis_down_means_503_and_nothing_sent(resident: Any, people: Any,
 
     settings = make_settings(tmp_path / "dead", db_url, "redis://127.0.0.1:1/0")
     down = await build_services(settings, clock=services.clock)
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(make_app(down))
-    server.add_sockets(sockets)
     try:
-        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/api/v1/bind/start"
-        r = await me.client.post(url, json={"name": "刘淑珍"}, headers={"Authorization": f"Bearer {me.token}"})
-        assert r.status_code == 503 and r.json()["error"] == "unavailable"
+        async with serving(make_app(down)) as base:
+            r = await me.client.post(
+                base + "/api/v1/bind/start", json={"name": "刘淑珍"}, headers={"Authorization": f"Bearer {me.token}"}
+            )
+            assert r.status_code == 503 and r.json()["error"] == "unavailable"
     finally:
-        server.stop()
         await down.close()
     assert await me.inbox(person(ELDER)["phone"]) == []
 

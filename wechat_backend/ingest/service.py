@@ -283,9 +283,13 @@ class IngestService:
             else:
                 row["county_code"] = county
                 ok.append((no, x, row))
-        winners = self._decide(ok, await self._versions(s, Archive, (x.upstream_id for _, x, _ in ok)), counts)
+        await self._upsert_newer(s, Archive, ok, counts)
+
+    async def _upsert_newer(self, s: AsyncSession, model: Any, ok: list, counts: dict[str, int]) -> None:
+        """Write the ``(line_no, line, row)`` items whose version beats the stored one."""
+        winners = self._decide(ok, await self._versions(s, model, (x.upstream_id for _, x, _ in ok)), counts)
         rows = [row for _, _, row in winners]
-        await upsert(s, Archive.__table__, rows, keep={"upstream_id", "public_id", "created_at"})
+        await upsert(s, model.__table__, rows, keep={"upstream_id", "public_id", "created_at"})
 
     async def _write_records(self, s: AsyncSession, items: list, counts: dict[str, int], reject: ErrorSink):
         wanted = {x.archive_upstream_id for _, x, _ in items}
@@ -298,9 +302,7 @@ class IngestService:
             else:
                 row["archive_id"] = archive_id
                 ok.append((no, x, row))
-        winners = self._decide(ok, await self._versions(s, ServiceRecord, (x.upstream_id for _, x, _ in ok)), counts)
-        rows = [row for _, _, row in winners]
-        await upsert(s, ServiceRecord.__table__, rows, keep={"upstream_id", "public_id", "created_at"})
+        await self._upsert_newer(s, ServiceRecord, ok, counts)
 
 
 def _chunks(lines: Iterator[RawLine], size: int) -> Iterator[list[RawLine]]:

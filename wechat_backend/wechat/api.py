@@ -339,15 +339,7 @@ class WeChatApi:
         """网页授权：用 code 换取 openid（code 五分钟内有效、只能用一次；40029 无效，40163 已使用）。
         https://developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html"""
         s = self._settings
-        answer = await self._http.call(
-            "GET",
-            "sns/oauth2/access_token",
-            params={"appid": s.app_id, "secret": s.app_secret, "code": code, "grant_type": "authorization_code"},
-            hide=(s.app_secret, code),
-        )
-        openid = answer.get("openid")
-        if not isinstance(openid, str) or not openid:
-            raise WeChatUnavailable("sns/oauth2/access_token", "bad_response", "no openid in the answer")
+        answer, openid = await self._login_exchange("sns/oauth2/access_token", s.app_id, s.app_secret, code=code)
         return OAuthGrant(
             openid=openid,
             unionid=answer.get("unionid") or None,
@@ -359,18 +351,24 @@ class WeChatApi:
         """小程序登录：``wx.login`` 的 code 换取 openid 与 session_key（40029 无效 code，45011 频率限制）。
         https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/user-login/code2Session.html"""
         m = self._miniprogram
-        answer = await self._http.call(
-            "GET",
-            "sns/jscode2session",
-            params={"appid": m.app_id, "secret": m.app_secret, "js_code": js_code, "grant_type": "authorization_code"},
-            hide=(m.app_secret, js_code),
-        )
-        openid = answer.get("openid")
-        if not isinstance(openid, str) or not openid:
-            raise WeChatUnavailable("sns/jscode2session", "bad_response", "no openid in the answer")
+        answer, openid = await self._login_exchange("sns/jscode2session", m.app_id, m.app_secret, js_code=js_code)
         unionid = answer.get("unionid") or None
         return MiniSession(openid=openid, unionid=unionid, session_key=str(answer.get("session_key", "")))
 
+
+    async def _login_exchange(self, api: str, app_id: str, secret: str, **code: str) -> tuple[JsonObject, str]:
+        """A login code exchanged for the answer and its openid (web OAuth and mini-program alike;
+        the secret and the code are kept out of logs)."""
+        answer = await self._http.call(
+            "GET",
+            api,
+            params={"appid": app_id, "secret": secret, **code, "grant_type": "authorization_code"},
+            hide=(secret, *code.values()),
+        )
+        openid = answer.get("openid")
+        if not isinstance(openid, str) or not openid:
+            raise WeChatUnavailable(api, "bad_response", "no openid in the answer")
+        return answer, openid
 
 def _authed(params: Mapping[str, str] | None, token: str) -> dict[str, str]:
     return {**(params or {}), "access_token": token}
