@@ -10,18 +10,39 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .. import audit
-from ..archives import decide, open_fields, place_of, summary
+from ..archives import decide, open_fields, place_from, summary, with_place
 from ..clock import Clock
 from ..config import PrivacySettings
 from ..crypto import KeyRing
 from ..db.models import Archive, Binding, Identity
 from ..errors import NotFound
+from .person import PERSON_IDS, person_identity_ids
 from .rules import RELATION_LABELS, owner_relations
-from .service import Caller, archive_owner_relations, person_identity_ids
+from .service import Caller, archive_owner_relations
+
+BINDINGS = Binding.__table__
+ARCHIVES = Archive.__table__
+
+# Built once (see person.py). ``me``: the caller's identity id.
+_LISTED = (
+    with_place(BINDINGS.c.public_id.label("binding_id"), BINDINGS.c.relation)
+    .join(BINDINGS, BINDINGS.c.archive_id == ARCHIVES.c.id)
+    .where(BINDINGS.c.identity_id.in_(PERSON_IDS))
+    .order_by(BINDINGS.c.created_at, BINDINGS.c.id)
+)
+LIST = _LISTED
+LIST_ONE = _LISTED.where(ARCHIVES.c.public_id == bindparam("archive"))
+BINDING_OF = select(
+    BINDINGS.c.id,
+    BINDINGS.c.archive_id,
+    BINDINGS.c.relation,
+    BINDINGS.c.identity_id.in_(PERSON_IDS).label("mine"),
+).where(BINDINGS.c.public_id == bindparam("binding"))
+DELETE_BINDING = delete(BINDINGS).where(BINDINGS.c.id == bindparam("id"))
 
 
 class BoundArchives:
@@ -37,33 +58,27 @@ class BoundArchives:
         """The caller's archives (and those bound through the same person's other channel)."""
         today = self._clock.today()
         out = []
+        query, params = (
+            (LIST_ONE, {"me": caller.identity_id, "archive": only}) if only else (LIST, {"me": caller.identity_id})
+        )
         async with self._sessions.begin() as s:
-            mine = await person_identity_ids(s, caller.identity_id)
-            rows = (
-                await s.execute(
-                    select(Binding, Archive)
-                    .join(Archive, Archive.id == Binding.archive_id)
-                    .where(Binding.identity_id.in_(mine), *([Archive.public_id == only] if only else []))
-                    .order_by(Binding.created_at, Binding.id)
-                )
-            ).all()
             seen: set[int] = set()
-            for binding, archive in rows:
-                if archive.id in seen:
+            for row in (await s.execute(query, params)).all():
+                if row.id in seen:
                     continue
-                seen.add(archive.id)
-                fields = open_fields(self._keys, archive)
-                place = await place_of(s, archive)
-                decision = decide(archive, fields, place, today)
-                item = summary(archive, fields, place, decision, today, self._policy)
+                seen.add(row.id)
+                fields = open_fields(self._keys, row)
+                place = place_from(row)
+                decision = decide(row, fields, place, today)
+                item = summary(row, fields, place, decision, today, self._policy)
                 item.update(
-                    binding_id=binding.public_id,
-                    relation=binding.relation,
-                    relation_label=RELATION_LABELS.get(binding.relation, "家人"),
-                    owner=binding.relation in owner_relations(_birth(fields), today),
+                    binding_id=row.binding_id,
+                    relation=row.relation,
+                    relation_label=RELATION_LABELS.get(row.relation, "家人"),
+                    owner=row.relation in owner_relations(_birth(fields), today),
                 )
                 out.append(item)
-                audit.by_identity(s, caller, "archive_list", archive.id, reason=_reason(decision.reason))
+                audit.by_identity(s, caller, "archive_list", row.id, reason=_reason(decision.reason))
         return out
 
     async def get(self, caller: Caller, archive_public_id: str) -> dict[str, Any]:
@@ -106,13 +121,16 @@ class BoundArchives:
     async def unbind(self, caller: Caller, binding_public_id: str) -> None:
         """Anyone may remove their own binding; the archive's owner may remove any on it."""
         async with self._sessions.begin() as s:
-            mine = await person_identity_ids(s, caller.identity_id)
-            binding = (await s.scalars(select(Binding).where(Binding.public_id == binding_public_id))).first()
+            binding = (await s.execute(BINDING_OF, {"me": caller.identity_id, "binding": binding_public_id})).first()
+            mine = binding is not None and bool(binding.mine)
             # One's own binding, or — for an owner — someone else's, but never another owner's
             # "self": whoever can read the archive's phone could otherwise evict its person.
             allowed = binding is not None and (
-                binding.identity_id in mine
-                or (binding.relation != "self" and await self._owns(s, mine, binding.archive_id))
+                mine
+                or (
+                    binding.relation != "self"
+                    and await self._owns(s, await person_identity_ids(s, caller.identity_id), binding.archive_id)
+                )
             )
             if binding is None or not allowed:
                 audit.by_identity(
@@ -120,10 +138,9 @@ class BoundArchives:
                 )
                 await s.commit()
                 raise NotFound("未找到这个绑定")
-            await s.delete(binding)
-            by_owner = binding.identity_id not in mine
+            await s.execute(DELETE_BINDING, {"id": binding.id})
             audit.by_identity(
-                s, caller, "unbind", binding.archive_id, detail={"relation": binding.relation, "by_owner": by_owner}
+                s, caller, "unbind", binding.archive_id, detail={"relation": binding.relation, "by_owner": not mine}
             )
 
     async def _owns(self, s: AsyncSession, identity_ids: list[int], archive_id: int) -> bool:

@@ -78,3 +78,23 @@ def new_code() -> str:
 def retry_after_seconds(available_at: float, now: float) -> int:
     """Whole seconds until ``available_at`` (at least 1), for ``Retry-After``."""
     return max(1, int(available_at - now + 0.999))
+
+
+def cap_refusal(
+    archive_id: int,
+    bound: frozenset[int],
+    identities_on_archive: int,
+    *,
+    archives_per_identity: int,
+    identities_per_archive: int,
+) -> str | None:
+    """Why a person who has bound ``bound`` may not bind this archive too (which already has
+    ``identities_on_archive`` identities), or None: ``already_bound``, ``identity_full``,
+    ``archive_full``."""
+    if archive_id in bound:
+        return "already_bound"
+    if len(bound) >= archives_per_identity:
+        return "identity_full"
+    if identities_on_archive >= identities_per_archive:
+        return "archive_full"
+    return None

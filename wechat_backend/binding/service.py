@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Row, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .. import audit
-from ..archives import Place, decide, not_open_message, open_fields, place_of, summary
+from ..archives import Place, decide, not_open_message, open_fields, place_from, place_of, summary, with_place
 from ..client_ip import rate_subject
 from ..clock import Clock
 from ..config import Settings
@@ -33,9 +33,19 @@ from ..ids import new_public_id
 from ..privacy import mask_name, mask_phone
 from ..sms import BindCodeSms, SmsResult, SmsSender
 from ..validators import InvalidValue, parse_archive_no, parse_id_number, parse_mobile, parse_name
-from .consent import ConsentService
+from .consent import NOTICE_VERSION, ConsentService
 from .limits import RateLimits, Window
-from .rules import RELATION_LABELS, RELATIONS, match, names_match, new_code, owner_relations, relation_allowed
+from .person import IDENTITIES, PERSON_IDS, CallerState, caller_state, person_identity_ids
+from .rules import (
+    RELATION_LABELS,
+    RELATIONS,
+    cap_refusal,
+    match,
+    names_match,
+    new_code,
+    owner_relations,
+    relation_allowed,
+)
 
 log = logging.getLogger("wechat_backend.binding")
 
@@ -47,8 +57,82 @@ Notify = Callable[[Notification, str, str], Awaitable[None]]
 wrote it."""
 
 
-Found = tuple[Archive, dict[str, Any], str]
-"""A matched archive, its decrypted fields, and which registered phone gets the code."""
+ARCHIVES = Archive.__table__
+ATTEMPTS = BindAttempt.__table__
+BINDINGS = Binding.__table__
+LIVE = ("sending", "sent", "failed")  # an attempt a new code replaces
+
+# The hot paths' statements, built once (see person.py). ``me``: the caller's identity id.
+_CANDIDATES = with_place(
+    select(func.count()).where(BINDINGS.c.archive_id == ARCHIVES.c.id).scalar_subquery().label("bound_identities"),
+    exists()
+    .where(
+        ATTEMPTS.c.identity_id == bindparam("me"),
+        ATTEMPTS.c.archive_id == ARCHIVES.c.id,
+        ATTEMPTS.c.status.in_(LIVE),
+    )
+    .label("live_attempt"),
+)
+FIND_BY_ID_NUMBER = _CANDIDATES.where(ARCHIVES.c.id_bidx == bindparam("bidx")).order_by(ARCHIVES.c.id)
+FIND_BY_ARCHIVE_NO = _CANDIDATES.where(ARCHIVES.c.archive_no_bidx == bindparam("bidx")).order_by(ARCHIVES.c.id)
+REPLACE_LIVE = (
+    update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.identity_id == bindparam("me"),
+        ATTEMPTS.c.archive_id == bindparam("archive"),
+        ATTEMPTS.c.status.in_(LIVE),
+    )
+    .values(status="replaced", code_hash=None)
+)
+# Counting a try in one statement: concurrent guesses can never share a count (on PostgreSQL it
+# also takes the row's lock; SQLite has one writer at a time anyway).
+COUNT_TRY = (
+    update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.public_id == bindparam("bind_id"),
+        ATTEMPTS.c.identity_id == bindparam("me"),
+        ATTEMPTS.c.status == "sent",
+        ATTEMPTS.c.tries < bindparam("max_tries"),
+    )
+    .values(tries=ATTEMPTS.c.tries + 1)
+    .returning(
+        ATTEMPTS.c.id,
+        ATTEMPTS.c.archive_id,
+        ATTEMPTS.c.relation,
+        ATTEMPTS.c.tries,
+        ATTEMPTS.c.code_hash,
+        ATTEMPTS.c.code_expires_at,
+    )
+)
+LOCK_ARCHIVE = with_place().where(ARCHIVES.c.id == bindparam("archive")).with_for_update(of=ARCHIVES)
+LOCK_PERSON = select(IDENTITIES.c.id).where(IDENTITIES.c.id.in_(PERSON_IDS)).order_by(IDENTITIES.c.id).with_for_update()
+# Every binding on the archive or of the person: the caps, and the owners to tell.
+AROUND = select(BINDINGS.c.identity_id, BINDINGS.c.archive_id, BINDINGS.c.relation).where(
+    (BINDINGS.c.archive_id == bindparam("archive")) | BINDINGS.c.identity_id.in_(bindparam("mine", expanding=True))
+)
+INSERT_ATTEMPT = insert(ATTEMPTS)
+INSERT_BINDING = insert(BINDINGS)
+FINISH = (
+    update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt")).values(status=bindparam("new_status"), code_hash=None)
+)
+_SENDING = ATTEMPTS.c.public_id == bindparam("bind_id"), ATTEMPTS.c.status == "sending"
+MARK_SENT = update(ATTEMPTS).where(*_SENDING).values(status="sent", outcome=bindparam("new_outcome"))
+MARK_FAILED = (
+    update(ATTEMPTS).where(*_SENDING).values(status="failed", outcome=bindparam("new_outcome"), code_hash=None)
+)
+
+Refusal = tuple[str, AppError]
+"""Why (for the audit) and what the person is told."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A matched archive (a :func:`~wechat_backend.archives.with_place` row with ``bound_identities``
+    and ``live_attempt``), its decrypted fields, and which registered phone gets the code."""
+
+    row: Row[Any]
+    fields: dict[str, Any]
+    target: str
 
 
 @dataclass(frozen=True)
@@ -130,70 +214,55 @@ class BindingService:
     # ------------------------------------------------------------------ start / resend
 
     async def start(self, caller: Caller, req: BindRequest) -> dict[str, Any]:
-        cfg = self._limits_cfg
+        # One session throughout. On SQLite it keeps the one connection across the two Redis
+        # checks, which costs less than giving it back and taking it again; nothing is written
+        # (no lock is held) before the last of them.
         async with self._sessions() as s:
+            state = await caller_state(s, caller.identity_id, NOTICE_VERSION)
             # Refusals that depend only on the caller come before any lookup, so they say nothing
             # about whether the typed details match an archive.
-            refusal: AppError | None = None
-            mine = await person_identity_ids(s, caller.identity_id)
-            if not await self._consent.agreed(s, caller.identity_id):
-                refusal, reason = ConsentRequired(), "consent_required"
-            elif await _bound_count(s, mine) >= cfg.archives_per_identity:
-                n = cfg.archives_per_identity
-                refusal, reason = Conflict(f"每个微信最多绑定{n}份档案，请先解除不再需要的档案"), "identity_full"
+            refusal = self._caller_refusal(state) or await self._take_start(caller, state)
             if refusal is not None:
-                audit.by_identity(s, caller, "bind_start", result="denied", reason=reason)
+                audit.by_identity(s, caller, "bind_start", result="denied", reason=refusal[0])
                 await s.commit()
-                raise refusal
-        try:
-            await self._limits.take(
-                [
-                    Window(
-                        self._rl_key("ip", rate_subject(caller.client_ip or "-")), 3600, cfg.bind_starts_per_ip_hour
-                    ),
-                    # Per person: identities linked by unionid share one allowance.
-                    Window(self._rl_key("identity", str(min(mine))), 86400, cfg.bind_starts_per_identity_day),
-                ],
-                "bind start",
-            )
-        except AppError as exc:
-            await self._audit_alone(caller, "bind_start", None, exc)
-            raise
-        today = self._clock.today()
-        async with self._sessions.begin() as s:
-            found, named = await self._find(s, req)
-            refusal = await self._refusal(s, caller, req, found, named, today)
-        if refusal is not None:
-            raise refusal
-        assert found is not None
-        archive, fields, target = found
-        phone = fields[target]
-        await self._take_phone(caller, archive.id, phone)
-        code = new_code()
-        async with self._sessions.begin() as s:
-            # A new code replaces any earlier one for the same archive and identity.
+                raise refusal[1]
+            found, named = await self._find(s, caller, req)
+            if found is None:
+                archive_id, reason = named or (None, "unknown_identifier")
+                audit.by_identity(s, caller, "bind_start", archive_id, result="failed", reason=reason)
+                await s.commit()
+                raise Mismatch()
+            archive_id, phone = found.row.id, found.fields[found.target]
+            refusal = self._archive_refusal(req, found, state)
+            if refusal is not None:
+                audit.by_identity(s, caller, "bind_start", archive_id, result="denied", reason=refusal[0])
+                await s.commit()
+                raise refusal[1]
+            refusal = await self._take_phone(phone)
+            if refusal is not None:
+                audit.by_identity(s, caller, "bind_code", archive_id, result="denied", reason=refusal[0])
+                await s.commit()
+                raise refusal[1]
+            code, bind_id = new_code(), new_public_id()
+            if found.row.live_attempt:  # a new code replaces an earlier one for this archive
+                await s.execute(REPLACE_LIVE, {"me": caller.identity_id, "archive": archive_id})
             await s.execute(
-                update(BindAttempt)
-                .where(
-                    BindAttempt.identity_id == caller.identity_id,
-                    BindAttempt.archive_id == archive.id,
-                    BindAttempt.status.in_(("sending", "sent", "failed")),
-                )
-                .values(status="replaced", code_hash=None)
+                INSERT_ATTEMPT,
+                {
+                    "public_id": bind_id,
+                    "identity_id": caller.identity_id,
+                    "archive_id": archive_id,
+                    "relation": req.relation,
+                    "target": found.target,
+                    "sends": 1,
+                    **self._armed(bind_id, code),
+                },
             )
-            attempt = BindAttempt(
-                public_id=new_public_id(),
-                identity_id=caller.identity_id,
-                archive_id=archive.id,
-                relation=req.relation,
-                target=target,
-                sends=0,
+            audit.by_identity(
+                s, caller, "bind_start", archive_id, detail={"relation": req.relation, "target": found.target}
             )
-            self._arm(attempt, code)
-            s.add(attempt)
-            audit.by_identity(s, caller, "bind_start", archive.id, detail={"relation": req.relation, "target": target})
-            bind_id = attempt.public_id
-        await self._send(caller, bind_id, phone, fields.get("name"), code)
+            await s.commit()
+        await self._send(caller, bind_id, archive_id, phone, found.fields.get("name"), code)
         return self._started(bind_id, phone)
 
     async def resend(self, caller: Caller, bind_id: str) -> dict[str, Any]:
@@ -216,16 +285,22 @@ class BindingService:
                 audit.by_identity(s, caller, "bind_resend", archive.id, result="denied", reason=reason)
                 await s.commit()
                 raise refusal
-        phone = fields.get(attempt.target) or ""
-        await self._take_phone(caller, attempt.archive_id, phone)
-        code = new_code()
-        async with self._sessions.begin() as s:
-            row = await s.get(BindAttempt, attempt.id, with_for_update=True)
+            phone = fields.get(attempt.target) or ""
+            limited = await self._take_phone(phone)
+            if limited is not None:
+                audit.by_identity(s, caller, "bind_code", archive.id, result="denied", reason=limited[0])
+                await s.commit()
+                raise limited[1]
+            code = new_code()
+            row = await s.get(BindAttempt, attempt.id, with_for_update=True, populate_existing=True)
             if row is None or row.status not in self._resendable(row):
                 raise _finished(row.status if row else "replaced")
-            self._arm(row, code)
+            for key, value in self._armed(bind_id, code).items():
+                setattr(row, key, value)
+            row.sends = (row.sends or 0) + 1
             audit.by_identity(s, caller, "bind_resend", attempt.archive_id)
-        await self._send(caller, bind_id, phone, fields.get("name"), code)
+            await s.commit()
+        await self._send(caller, bind_id, attempt.archive_id, phone, fields.get("name"), code)
         return self._started(bind_id, phone)
 
     def _resendable(self, attempt: BindAttempt) -> tuple[str, ...]:
@@ -243,39 +318,30 @@ class BindingService:
         code = (code or "").strip() if isinstance(code, str) else ""
         if not (len(code) == 6 and code.isascii() and code.isdigit()):
             raise BadInput("code", "请输入短信中的6位数字验证码")
+        if not isinstance(bind_id, str) or not 1 <= len(bind_id) <= 24:
+            raise NotFound("未找到这次绑定，请重新开始")
         now = self._clock.now()
         max_tries = self._limits_cfg.code_max_tries
         async with self._sessions() as s:
-            attempt = await self._attempt(s, caller, bind_id, lock=True)
-            if attempt.status != "sent":
-                audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="denied", reason=attempt.status)
-                await s.commit()
-                raise _finished(attempt.status)
-            # Count the try in one statement, so concurrent guesses can never share a count
-            # (SQLite has no FOR UPDATE).
             counted = (
-                await s.execute(
-                    update(BindAttempt)
-                    .where(BindAttempt.id == attempt.id, BindAttempt.status == "sent", BindAttempt.tries < max_tries)
-                    .values(tries=BindAttempt.tries + 1)
-                    .returning(BindAttempt.tries, BindAttempt.code_hash, BindAttempt.code_expires_at)
-                    .execution_options(synchronize_session=False)
-                )
+                await s.execute(COUNT_TRY, {"bind_id": bind_id, "me": caller.identity_id, "max_tries": max_tries})
             ).first()
-            if counted is None:  # used up, or finished by a concurrent request
-                audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="denied", reason="used_up")
+            if counted is None:  # not the caller's, finished, or used up: say which
+                attempt = await self._attempt(s, caller, bind_id)
+                reason = attempt.status if attempt.status != "sent" else "used_up"
+                audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="denied", reason=reason)
                 await s.commit()
-                raise _locked()
+                raise _finished(attempt.status) if attempt.status != "sent" else _locked()
             tries = counted.tries
-            right = hmac.compare_digest(counted.code_hash or b"", self._code_hash(attempt.public_id, code))
+            right = hmac.compare_digest(counted.code_hash or b"", self._code_hash(bind_id, code))
             expired = counted.code_expires_at is None or counted.code_expires_at <= now
             if right and not expired:
-                return await self._bind(s, caller, attempt)
+                return await self._bind(s, caller, counted)
             locked = tries >= max_tries
             if locked or expired:
-                attempt.status, attempt.code_hash = "locked", None
+                await self._finish_attempt(s, counted.id, "locked")
             reason = "expired" if expired else "locked" if locked else "wrong_code"
-            audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="failed", reason=reason)
+            audit.by_identity(s, caller, "bind_verify", counted.archive_id, result="failed", reason=reason)
             await s.commit()
         if expired:
             raise BadInput("code", "验证码已过期，请重新获取验证码")
@@ -283,59 +349,109 @@ class BindingService:
             raise _locked()
         raise BadInput("code", f"验证码不正确，还可以再输入{max_tries - tries}次")
 
-    async def _bind(self, s: AsyncSession, caller: Caller, attempt: BindAttempt) -> dict[str, Any]:
+    async def _bind(self, s: AsyncSession, caller: Caller, attempt: Row[Any]) -> dict[str, Any]:
         # Row locks (PostgreSQL; SQLite has one writer anyway) so that two verifies at once cannot
-        # both see room under the caps: the archive, then the caller's identities, in id order.
-        archive = (await s.scalars(select(Archive).where(Archive.id == attempt.archive_id).with_for_update())).one()
-        mine = await person_identity_ids(s, caller.identity_id)
-        await s.execute(select(Identity.id).where(Identity.id.in_(mine)).order_by(Identity.id).with_for_update())
+        # both see room under the caps: the archive, then the person's identities, in id order.
+        # The caps are counted after both locks are held, in a statement of their own.
+        archive = (await s.execute(LOCK_ARCHIVE, {"archive": attempt.archive_id})).one()
+        mine = sorted(set((await s.scalars(LOCK_PERSON, {"me": caller.identity_id})).all()) | {caller.identity_id})
+        rows = (await s.execute(AROUND, {"archive": archive.id, "mine": mine})).all()
         fields = open_fields(self._keys, archive)
-        place = await place_of(s, archive)
+        place = place_from(archive)
         today = self._clock.today()
         decision = decide(archive, fields, place, today)
+        refusal: Refusal | None = None
         if not decision.visible:  # closed meanwhile
-            attempt.status, attempt.code_hash = "locked", None
-            audit.by_identity(s, caller, "bind", archive.id, result="denied", reason=decision.reason)
+            refusal = decision.reason, NotOpen(not_open_message(place), consult_phone=place.consult_phone)
+        else:
+            bound = frozenset(r.archive_id for r in rows if r.identity_id in mine)
+            refusal = self._cap_refusal(archive.id, bound, sum(r.archive_id == archive.id for r in rows))
+        if refusal is not None:
+            await self._finish_attempt(s, attempt.id, "locked" if isinstance(refusal[1], NotOpen) else "sent")
+            audit.by_identity(s, caller, "bind", archive.id, result="denied", reason=refusal[0])
             await s.commit()
-            raise NotOpen(not_open_message(place), consult_phone=place.consult_phone)
-        conflict = await self._over_limits(s, caller.identity_id, archive.id)
-        if conflict is not None:
-            audit.by_identity(s, caller, "bind", archive.id, result="denied", reason=conflict[0])
-            await s.commit()
-            raise conflict[1]
-        binding = Binding(identity_id=caller.identity_id, archive_id=archive.id, relation=attempt.relation)
-        s.add(binding)
-        attempt.status, attempt.code_hash = "verified", None
-        audit.by_identity(s, caller, "bind", archive.id, detail={"relation": attempt.relation})
-        owners = await self._tell_owners(s, caller, archive, fields, attempt.relation)
+            raise refusal[1]
+        binding_id = new_public_id()
         try:
-            await s.flush()
+            await s.execute(
+                INSERT_BINDING,
+                {
+                    "public_id": binding_id,
+                    "identity_id": caller.identity_id,
+                    "archive_id": archive.id,
+                    "relation": attempt.relation,
+                },
+            )
         except IntegrityError:
             raise Conflict("您已绑定这份档案") from None
+        await self._finish_attempt(s, attempt.id, "verified")
+        audit.by_identity(s, caller, "bind", archive.id, detail={"relation": attempt.relation})
+        owners = {r.identity_id for r in rows if r.archive_id == archive.id} - set(mine)
+        relations = owner_relations(_birth(fields), today)
+        owners = {r.identity_id for r in rows if r.identity_id in owners and r.relation in relations}
+        notes = await self._tell_owners(s, caller, archive, sorted(owners), attempt.relation) if owners else []
         out = summary(archive, fields, place, decision, today, self._policy)
-        out.update(binding_id=binding.public_id, relation=binding.relation)
+        out.update(binding_id=binding_id, relation=attempt.relation)
         await s.commit()
-        for row, openid in owners:
+        for row, openid in notes:
             await self._push(row, openid, attempt.relation)
         return out
 
+    async def _finish_attempt(self, s: AsyncSession, attempt_id: int, status: str) -> None:
+        """``verified`` or ``locked`` drop the code's hash; ``sent`` leaves the attempt as it is."""
+        if status != "sent":
+            await s.execute(FINISH, {"attempt": attempt_id, "new_status": status})
+
     # ------------------------------------------------------------------ lookups and checks
 
-    async def _find(self, s: AsyncSession, req: BindRequest) -> tuple[Found | None, tuple[int, str] | None]:
+    def _caller_refusal(self, state: CallerState) -> Refusal | None:
+        if not state.consented:
+            return "consent_required", ConsentRequired()
+        if len(state.bound) >= self._limits_cfg.archives_per_identity:
+            return "identity_full", _cap_error("identity_full", self._limits_cfg)
+        return None
+
+    def _archive_refusal(self, req: BindRequest, found: Found, state: CallerState) -> Refusal | None:
+        """Why the matched archive cannot be bound by this caller, or None."""
+        place = place_from(found.row)
+        today = self._clock.today()
+        decision = decide(found.row, found.fields, place, today)
+        if not decision.visible:
+            return decision.reason, NotOpen(not_open_message(place), consult_phone=place.consult_phone)
+        if not relation_allowed(req.relation, _birth(found.fields), today):
+            return "minor_needs_guardian", BadInput(
+                "relation", "未满14周岁的儿童须由父母或其他监护人绑定，请选择关系“子女”"
+            )
+        return self._cap_refusal(found.row.id, state.bound, found.row.bound_identities)
+
+    def _cap_refusal(self, archive_id: int, bound: frozenset[int], on_archive: int) -> Refusal | None:
+        cfg = self._limits_cfg
+        reason = cap_refusal(
+            archive_id,
+            bound,
+            on_archive,
+            archives_per_identity=cfg.archives_per_identity,
+            identities_per_archive=cfg.identities_per_archive,
+        )
+        return (reason, _cap_error(reason, cfg)) if reason else None
+
+    async def _find(
+        self, s: AsyncSession, caller: Caller, req: BindRequest
+    ) -> tuple[Found | None, tuple[int, str] | None]:
         """The archive the request names, with its fields and the phone the code may go to; when
         none matches, the id of the archive the typed identifier belongs to (for the audit)."""
         if req.id_number is not None:
-            where = Archive.id_bidx == self._keys.blind_index("id_number", req.id_number)
+            query, bidx = FIND_BY_ID_NUMBER, self._keys.blind_index("id_number", req.id_number)
         else:
             assert req.archive_no is not None
-            where = Archive.archive_no_bidx == self._keys.blind_index("archive_no", req.archive_no)
+            query, bidx = FIND_BY_ARCHIVE_NO, self._keys.blind_index("archive_no", req.archive_no)
         found: Found | None = None
         named: tuple[int, str] | None = None
         # Every row of the index slot: a truncated blind index is shared by design (see
         # [security] blind_index_bits), and any LIMIT would hide a real resident's archive.
-        candidates = (await s.scalars(select(Archive).where(where).order_by(Archive.id))).all()
-        for archive in candidates:
-            fields = open_fields(self._keys, archive)
+        candidates = (await s.execute(query, {"bidx": bidx, "me": caller.identity_id})).all()
+        for row in candidates:
+            fields = open_fields(self._keys, row)
             m = match(
                 fields,
                 name=req.name,
@@ -345,107 +461,80 @@ class BindingService:
                 archive_no=req.archive_no,
             )
             if m is not None and found is None:
-                found = (archive, fields, m.target)
+                found = Found(row, fields, m.target)
             elif _names_this(fields, req):
-                named = (archive.id, "phone_mismatch" if names_match(req.name, fields.get("name")) else "name_mismatch")
+                named = (row.id, "phone_mismatch" if names_match(req.name, fields.get("name")) else "name_mismatch")
         if not candidates:
             self._keys.open(self._decoy, "decoy")
         return found, None if found else named
 
-    async def _refusal(
-        self,
-        s: AsyncSession,
-        caller: Caller,
-        req: BindRequest,
-        found: Found | None,
-        named: tuple[int, str] | None,
-        today: dt.date,
-    ) -> Exception | None:
-        """The error to answer with (after this transaction commits its audit row), or None."""
-        if found is None:
-            archive_id, reason = named or (None, "unknown_identifier")
-            audit.by_identity(s, caller, "bind_start", archive_id, result="failed", reason=reason)
-            return Mismatch()
-        archive, fields, _ = found
-        place = await place_of(s, archive)
-        decision = decide(archive, fields, place, today)
-        if not decision.visible:
-            audit.by_identity(s, caller, "bind_start", archive.id, result="denied", reason=decision.reason)
-            return NotOpen(not_open_message(place), consult_phone=place.consult_phone)
-        if not relation_allowed(req.relation, dt.date.fromisoformat(fields["birth_date"]), today):
-            audit.by_identity(s, caller, "bind_start", archive.id, result="denied", reason="minor_needs_guardian")
-            return BadInput("relation", "未满14周岁的儿童须由父母或其他监护人绑定，请选择关系“子女”")
-        conflict = await self._over_limits(s, caller.identity_id, archive.id)
-        if conflict is not None:
-            audit.by_identity(s, caller, "bind_start", archive.id, result="denied", reason=conflict[0])
-            return conflict[1]
-        return None
-
-    async def _over_limits(self, s: AsyncSession, identity_id: int, archive_id: int) -> tuple[str, Conflict] | None:
-        cfg = self._limits_cfg
-        mine = await person_identity_ids(s, identity_id)
-        bound = (await s.scalars(select(Binding.archive_id).where(Binding.identity_id.in_(mine)))).all()
-        if archive_id in bound:
-            return "already_bound", Conflict("您已绑定这份档案，可在“我的档案”中查看")
-        if len(set(bound)) >= cfg.archives_per_identity:
-            n = cfg.archives_per_identity
-            return "identity_full", Conflict(f"每个微信最多绑定{n}份档案，请先解除不再需要的档案")
-        others = await s.scalar(select(func.count()).select_from(Binding).where(Binding.archive_id == archive_id))
-        if (others or 0) >= cfg.identities_per_archive:
-            n = cfg.identities_per_archive
-            return "archive_full", Conflict(f"这份档案已绑定{n}个微信，请档案本人解除不需要的绑定后再试")
-        return None
-
-    async def _attempt(self, s: AsyncSession, caller: Caller, bind_id: str, *, lock: bool = False) -> BindAttempt:
+    async def _attempt(self, s: AsyncSession, caller: Caller, bind_id: str) -> BindAttempt:
         """The caller's own attempt; anyone else's ``bind_id`` is simply not found."""
         if not isinstance(bind_id, str) or not 1 <= len(bind_id) <= 24:
             raise NotFound("未找到这次绑定，请重新开始")
-        query = select(BindAttempt).where(
-            BindAttempt.public_id == bind_id, BindAttempt.identity_id == caller.identity_id
-        )
-        attempt = (await s.scalars(query.with_for_update() if lock else query)).first()
+        attempt = (
+            await s.scalars(
+                select(BindAttempt).where(
+                    BindAttempt.public_id == bind_id, BindAttempt.identity_id == caller.identity_id
+                )
+            )
+        ).first()
         if attempt is None:
             audit.by_identity(s, caller, "bind_verify", result="denied", reason="unknown_bind_id")
             await s.commit()
             raise NotFound("未找到这次绑定，请重新开始")
         return attempt
 
-    async def _audit_alone(self, caller: Caller, action: str, archive_id: int | None, exc: AppError) -> None:
-        """The audit row of a refusal that happened outside any transaction (limits, Redis)."""
-        async with self._sessions.begin() as s:
-            audit.by_identity(s, caller, action, archive_id, result="denied", reason=exc.code)
-
     # ------------------------------------------------------------------ codes and SMS
 
     def _code_hash(self, bind_id: str, code: str) -> bytes:
         return self._keys.mac("bind_code", f"{bind_id}:{code}")
 
-    def _arm(self, attempt: BindAttempt, code: str) -> None:
+    def _armed(self, bind_id: str, code: str) -> dict[str, Any]:
+        """The columns of an attempt whose new code is about to be sent."""
         now = self._clock.now()
-        attempt.status = "sending"
-        attempt.code_hash = self._code_hash(attempt.public_id, code)
-        attempt.code_expires_at = now + dt.timedelta(seconds=self._limits_cfg.code_ttl_seconds)
-        attempt.tries = 0
-        attempt.sends = (attempt.sends or 0) + 1
-        attempt.last_sent_at = now
+        return {
+            "status": "sending",
+            "code_hash": self._code_hash(bind_id, code),
+            "code_expires_at": now + dt.timedelta(seconds=self._limits_cfg.code_ttl_seconds),
+            "tries": 0,
+            "last_sent_at": now,
+        }
 
-    async def _take_phone(self, caller: Caller, archive_id: int, phone: str) -> None:
+    async def _take_start(self, caller: Caller, state: CallerState) -> Refusal | None:
+        cfg = self._limits_cfg
+        return await self._take(
+            [
+                Window(self._rl_key("ip", rate_subject(caller.client_ip or "-")), 3600, cfg.bind_starts_per_ip_hour),
+                # Per person: identities linked by unionid share one allowance.
+                Window(self._rl_key("identity", str(state.person_key)), 86400, cfg.bind_starts_per_identity_day),
+            ],
+            "bind start",
+        )
+
+    async def _take_phone(self, phone: str) -> Refusal | None:
         cfg = self._limits_cfg
         key = self._rl_key("phone", phone)
-        try:
-            await self._limits.take(
-                [
-                    Window(key + ":gap", cfg.resend_after_seconds, 1),
-                    Window(key + ":hour", 3600, cfg.codes_per_phone_hour),
-                    Window(key + ":day", 86400, cfg.codes_per_phone_day),
-                ],
-                "bind code",
-            )
-        except AppError as exc:
-            await self._audit_alone(caller, "bind_code", archive_id, exc)
-            raise
+        return await self._take(
+            [
+                Window(key + ":gap", cfg.resend_after_seconds, 1),
+                Window(key + ":hour", 3600, cfg.codes_per_phone_hour),
+                Window(key + ":day", 86400, cfg.codes_per_phone_day),
+            ],
+            "bind code",
+        )
 
-    async def _send(self, caller: Caller, bind_id: str, phone: str, name: str | None, code: str) -> None:
+    async def _take(self, windows: list[Window], what: str) -> Refusal | None:
+        """None when every window had room (the event is counted), else the limit's refusal."""
+        try:
+            await self._limits.take(windows, what)
+        except AppError as exc:  # over a limit, or Redis unreachable
+            return exc.code, exc
+        return None
+
+    async def _send(
+        self, caller: Caller, bind_id: str, archive_id: int, phone: str, name: str | None, code: str
+    ) -> None:
         """Hand the code to the provider (no transaction open), then record what it said."""
         minutes = max(1, self._limits_cfg.code_ttl_seconds // 60)
         try:
@@ -456,15 +545,8 @@ class BindingService:
         if self._on_sms is not None:
             self._on_sms(self._sms.provider, result.outcome)
         async with self._sessions.begin() as s:
-            values: dict[str, Any] = {"status": "sent" if result.ok else "failed", "outcome": result.outcome}
-            if not result.ok:
-                values["code_hash"] = None
-            archive_id = await s.scalar(
-                update(BindAttempt)
-                .where(BindAttempt.public_id == bind_id, BindAttempt.status == "sending")
-                .values(**values)
-                .returning(BindAttempt.archive_id)
-                .execution_options(synchronize_session=False)
+            await s.execute(
+                MARK_SENT if result.ok else MARK_FAILED, {"bind_id": bind_id, "new_outcome": result.outcome}
             )
             audit.by_identity(
                 s,
@@ -493,19 +575,10 @@ class BindingService:
     # ------------------------------------------------------------------ owners are told
 
     async def _tell_owners(
-        self, s: AsyncSession, caller: Caller, archive: Archive, fields: Mapping[str, Any], relation: str
+        self, s: AsyncSession, caller: Caller, archive: Row[Any], owner_ids: list[int], relation: str
     ) -> list[tuple[Notification, str]]:
         """An outbox row for each owner of this archive (other than the caller): the person bound
         as oneself, or a young child's guardians (``rules.owner_relations``)."""
-        owner_ids = (
-            await s.scalars(
-                select(Binding.identity_id).where(
-                    Binding.archive_id == archive.id,
-                    Binding.relation.in_(owner_relations(_birth(fields), self._clock.today())),
-                    Binding.identity_id != caller.identity_id,
-                )
-            )
-        ).all()
         # Pushes go through the official account: to the owner's own oa identity, or the one
         # linked to their mini-program identity by unionid — and only while they follow it.
         rows = []
@@ -537,6 +610,7 @@ class BindingService:
             note.key_id = self._keys.active_key
             s.add(note)
             out.append((note, openid))
+        await s.flush()  # the rows' ids, for the pushes after the commit
         return out
 
     async def _push(self, row: Notification, openid: str, relation: str) -> None:
@@ -563,9 +637,12 @@ async def archive_owner_relations(s: AsyncSession, keys: KeyRing, archive_id: in
     return owner_relations(_birth(open_fields(keys, archive)), today) if archive else ("self",)
 
 
-async def _bound_count(s: AsyncSession, identity_ids: list[int]) -> int:
-    rows = await s.scalars(select(Binding.archive_id).where(Binding.identity_id.in_(identity_ids)).distinct())
-    return len(rows.all())
+def _cap_error(reason: str, cfg: Any) -> Conflict:
+    if reason == "already_bound":
+        return Conflict("您已绑定这份档案，可在“我的档案”中查看")
+    if reason == "identity_full":
+        return Conflict(f"每个微信最多绑定{cfg.archives_per_identity}份档案，请先解除不再需要的档案")
+    return Conflict(f"这份档案已绑定{cfg.identities_per_archive}个微信，请档案本人解除不需要的绑定后再试")
 
 
 def _locked() -> BadInput:
@@ -578,19 +655,6 @@ def _finished(status: str) -> Exception:
     if status == "sending":
         return Conflict("验证码正在发送，请稍候")
     return BadInput("bind_id", "验证码已失效，请重新获取验证码")
-
-
-async def person_identity_ids(s: AsyncSession, identity_id: int) -> list[int]:
-    """The identity and those of the same person on the other channel (same unionid), in one query."""
-    unionid = select(Identity.unionid).where(Identity.id == identity_id).scalar_subquery()
-    ids = (
-        await s.scalars(
-            select(Identity.id).where(
-                or_(Identity.id == identity_id, and_(Identity.unionid.is_not(None), Identity.unionid == unionid))
-            )
-        )
-    ).all()
-    return sorted(set(ids) | {identity_id})
 
 
 def relation_label(relation: str) -> str:

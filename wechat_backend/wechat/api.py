@@ -355,7 +355,6 @@ class WeChatApi:
         unionid = answer.get("unionid") or None
         return MiniSession(openid=openid, unionid=unionid, session_key=str(answer.get("session_key", "")))
 
-
     async def _login_exchange(self, api: str, app_id: str, secret: str, **code: str) -> tuple[JsonObject, str]:
         """A login code exchanged for the answer and its openid (web OAuth and mini-program alike;
         the secret and the code are kept out of logs)."""
@@ -369,6 +368,7 @@ class WeChatApi:
         if not isinstance(openid, str) or not openid:
             raise WeChatUnavailable(api, "bad_response", "no openid in the answer")
         return answer, openid
+
 
 def _authed(params: Mapping[str, str] | None, token: str) -> dict[str, str]:
     return {**(params or {}), "access_token": token}
