@@ -544,21 +544,23 @@ class BindingService:
             result = SmsResult("error", "短信发送失败，请稍后再试")
         if self._on_sms is not None:
             self._on_sms(self._sms.provider, result.outcome)
+        params = {"bind_id": bind_id, "new_outcome": result.outcome}
+        if result.ok:  # the attempt row is the record of a code that went out (status, outcome, time)
+            async with self._sessions.begin() as s:
+                await s.execute(MARK_SENT, params)
+            return
         async with self._sessions.begin() as s:
-            await s.execute(
-                MARK_SENT if result.ok else MARK_FAILED, {"bind_id": bind_id, "new_outcome": result.outcome}
-            )
+            await s.execute(MARK_FAILED, params)
             audit.by_identity(
                 s,
                 caller,
                 "bind_code",
                 archive_id,
-                result="ok" if result.ok else "failed",
-                reason=None if result.ok else result.outcome,
+                result="failed",
+                reason=result.outcome,
                 detail={"provider": self._sms.provider, "provider_code": result.provider_code or None},
             )
-        if not result.ok:
-            raise Unavailable(result.message or "短信发送失败，请稍后再试")
+        raise Unavailable(result.message or "短信发送失败，请稍后再试")
 
     def _started(self, bind_id: str, phone: str) -> dict[str, Any]:
         return {
