@@ -15,7 +15,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Row, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -223,26 +223,18 @@ class BindingService:
             # about whether the typed details match an archive.
             refusal = self._caller_refusal(state) or await self._take_start(caller, state)
             if refusal is not None:
-                audit.by_identity(s, caller, "bind_start", result="denied", reason=refusal[0])
-                await s.commit()
-                raise refusal[1]
+                await _refuse(s, caller, "bind_start", None, refusal)
             found, named = await self._find(s, caller, req)
             if found is None:
                 archive_id, reason = named or (None, "unknown_identifier")
-                audit.by_identity(s, caller, "bind_start", archive_id, result="failed", reason=reason)
-                await s.commit()
-                raise Mismatch()
+                await _refuse(s, caller, "bind_start", archive_id, (reason, Mismatch()), result="failed")
             archive_id, phone = found.row.id, found.fields[found.target]
             refusal = self._archive_refusal(req, found, state)
             if refusal is not None:
-                audit.by_identity(s, caller, "bind_start", archive_id, result="denied", reason=refusal[0])
-                await s.commit()
-                raise refusal[1]
+                await _refuse(s, caller, "bind_start", archive_id, refusal)
             refusal = await self._take_phone(phone)
             if refusal is not None:
-                audit.by_identity(s, caller, "bind_code", archive_id, result="denied", reason=refusal[0])
-                await s.commit()
-                raise refusal[1]
+                await _refuse(s, caller, "bind_code", archive_id, refusal)
             code, bind_id = new_code(), new_public_id()
             if found.row.live_attempt:  # a new code replaces an earlier one for this archive
                 await s.execute(REPLACE_LIVE, {"me": caller.identity_id, "archive": archive_id})
@@ -288,9 +280,7 @@ class BindingService:
             phone = fields.get(attempt.target) or ""
             limited = await self._take_phone(phone)
             if limited is not None:
-                audit.by_identity(s, caller, "bind_code", archive.id, result="denied", reason=limited[0])
-                await s.commit()
-                raise limited[1]
+                await _refuse(s, caller, "bind_code", archive.id, limited)
             code = new_code()
             row = await s.get(BindAttempt, attempt.id, with_for_update=True, populate_existing=True)
             if row is None or row.status not in self._resendable(row):
@@ -328,10 +318,9 @@ class BindingService:
             ).first()
             if counted is None:  # not the caller's, finished, or used up: say which
                 attempt = await self._attempt(s, caller, bind_id)
-                reason = attempt.status if attempt.status != "sent" else "used_up"
-                audit.by_identity(s, caller, "bind_verify", attempt.archive_id, result="denied", reason=reason)
-                await s.commit()
-                raise _finished(attempt.status) if attempt.status != "sent" else _locked()
+                used_up = attempt.status == "sent"
+                refusal = ("used_up", _locked()) if used_up else (attempt.status, _finished(attempt.status))
+                await _refuse(s, caller, "bind_verify", attempt.archive_id, refusal)
             tries = counted.tries
             right = hmac.compare_digest(counted.code_hash or b"", self._code_hash(bind_id, code))
             expired = counted.code_expires_at is None or counted.code_expires_at <= now
@@ -368,9 +357,7 @@ class BindingService:
             refusal = self._cap_refusal(archive.id, bound, sum(r.archive_id == archive.id for r in rows))
         if refusal is not None:
             await self._finish_attempt(s, attempt.id, "locked" if isinstance(refusal[1], NotOpen) else "sent")
-            audit.by_identity(s, caller, "bind", archive.id, result="denied", reason=refusal[0])
-            await s.commit()
-            raise refusal[1]
+            await _refuse(s, caller, "bind", archive.id, refusal)
         binding_id = new_public_id()
         try:
             await s.execute(
@@ -639,6 +626,15 @@ async def archive_owner_relations(s: AsyncSession, keys: KeyRing, archive_id: in
     return owner_relations(_birth(open_fields(keys, archive)), today) if archive else ("self",)
 
 
+async def _refuse(
+    s: AsyncSession, caller: Caller, action: str, archive_id: int | None, refusal: Refusal, *, result: str = "denied"
+) -> NoReturn:
+    """Audit a refusal with its precise reason, commit that row, and answer with the error."""
+    audit.by_identity(s, caller, action, archive_id, result=result, reason=refusal[0])
+    await s.commit()
+    raise refusal[1]
+
+
 def _cap_error(reason: str, cfg: Any) -> Conflict:
     if reason == "already_bound":
         return Conflict("您已绑定这份档案，可在“我的档案”中查看")
@@ -651,7 +647,7 @@ def _locked() -> BadInput:
     return BadInput("code", "验证码错误次数过多，已失效，请重新获取验证码")
 
 
-def _finished(status: str) -> Exception:
+def _finished(status: str) -> AppError:
     if status == "verified":
         return Conflict("这次绑定已经完成，可在“我的档案”中查看")
     if status == "sending":
