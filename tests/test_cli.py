@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,36 @@ def test_keys_new_prints_a_usable_key(cli) -> None:
     import base64
 
     assert len(base64.b64decode(done.stdout.strip().split("=", 1)[1])) == 16
+
+
+def test_worker_once_sends_a_batch_and_says_what_it_did(cli, tmp_path: Path) -> None:
+    early = cli("worker", "--once", extra_env={"WB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/empty.db"})
+    assert early.returncode == 2 and "db upgrade" in early.stderr and "Traceback" not in early.stderr
+    assert cli("db", "upgrade").returncode == 0
+    done = cli("worker", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "推送：已发送 0 条，稍后重试 0 条，已放弃 0 条" in done.stdout
+
+
+def test_worker_runs_until_sigterm(cli, tmp_path: Path, db_url: str) -> None:
+    assert cli("db", "upgrade").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WB_")}
+    env |= {"WB_SERVER_DATA_DIR": str(tmp_path / "data"), "WB_DATABASE_URL": db_url, "WB_SERVER_MODE": "demo"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wechat_backend", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # logging goes to stderr
+            if "worker started" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "worker stopped" in err and "Traceback" not in err

@@ -165,6 +165,31 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Sends what the outbox holds: pushes whose first send failed or never happened."""
+    from .app import build_services
+    from .db import current_revision
+
+    services = await build_services(settings)
+    try:
+        if await current_revision(services.engine) is None:
+            raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
+        if args.once:
+            done = await services.outbox.run_once()
+            print(f"推送：已发送 {done.sent} 条，稍后重试 {done.retry} 条，已放弃 {done.dead} 条")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker started: sending the outbox")
+        await services.outbox.run(stop)
+        log.info("worker stopped")
+    finally:
+        await services.close()
+    return 0
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import prepare_demo
 
@@ -182,7 +207,13 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  {r['name']}  身份证号 {r['id_number']}  手机 {r['phone']}  {r['county_name']}")
         print(f"微信沙箱（模拟手机）：{settings.server.public_base_url}/sandbox/")
         print("按 Ctrl+C 停止。")
-        await _run_http(services, make_app, on_ready=lambda: _push_demo_menu(services))
+        stop_worker = asyncio.Event()
+        worker = asyncio.create_task(services.outbox.run(stop_worker))  # the demo's worker, in-process
+        try:
+            await _run_http(services, make_app, on_ready=lambda: _push_demo_menu(services))
+        finally:
+            stop_worker.set()
+            await worker
     finally:
         await services.close()
     return 0
@@ -319,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
 
     sub.add_parser("serve", help="启动 HTTP 服务")
+    worker = sub.add_parser("worker", help="推送进程：发送未能即时发出的公众号消息（失败自动重试）")
+    worker.add_argument("--once", action="store_true", help="只处理一批到期消息后退出（适合定时任务）")
     demo = sub.add_parser("demo", help="演示：建库、生成并导入合成档案、开放各县、启动服务")
     demo.add_argument("--archives", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=2018)
@@ -358,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
     "serve": cmd_serve,
+    "worker": cmd_worker,
     "demo": cmd_demo,
     "db": cmd_db_upgrade,
     "seed": cmd_seed,

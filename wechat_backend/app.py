@@ -14,7 +14,8 @@ import tornado.web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .binding import BindingService, BoundArchives, ConsentService, RateLimits
-from .binding.notice import binding_notice
+from .binding.notice import KIND as BINDING_ADDED
+from .binding.notice import binding_added_sender
 from .clock import Clock
 from .config import ConfigError, Settings, database_url
 from .counties import CountyService
@@ -24,6 +25,7 @@ from .identities import IdentityService
 from .ingest.service import IngestService
 from .keys import KeyRotation
 from .metrics import Metrics
+from .notify import Outbox
 from .privacy import check_policy
 from .redis_client import RedisHandle, open_redis
 from .resources import resource_dir
@@ -59,6 +61,7 @@ class Services:
     consent: ConsentService
     binding: BindingService
     bound: BoundArchives
+    outbox: Outbox
 
     async def close(self) -> None:
         await self.callback.drain()  # replies still being worked on in the background
@@ -91,6 +94,9 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
     metrics = Metrics(wechat.calls.snapshot)
     sms = make_sender(settings)
     consent = ConsentService(sessions, clock)
+    outbox = Outbox(
+        sessions, keyring, settings.notify, clock, {BINDING_ADDED: binding_added_sender(settings, wechat, clock.now)}
+    )
     binding = BindingService(
         settings,
         sessions=sessions,
@@ -100,7 +106,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         consent=consent,
         clock=clock,
         on_sms=metrics.count_sms,
-        notify=binding_notice(settings, wechat, sessions, clock.now),
+        outbox=outbox,
     )
     return Services(
         settings=settings,
@@ -134,6 +140,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         consent=consent,
         binding=binding,
         bound=BoundArchives(sessions, keyring, settings.privacy, clock),
+        outbox=outbox,
     )
 
 

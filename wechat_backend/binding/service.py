@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -30,11 +30,14 @@ from ..crypto import KeyRing
 from ..db.models import Archive, BindAttempt, Binding, Identity, Notification
 from ..errors import AppError, BadInput, Conflict, ConsentRequired, Mismatch, NotFound, NotOpen, Unavailable
 from ..ids import new_public_id
+from ..notify import Outbox, Push
+from ..notify.outbox import LEASE
 from ..privacy import mask_name, mask_phone
 from ..sms import BindCodeSms, SmsResult, SmsSender
 from ..validators import InvalidValue, parse_archive_no, parse_id_number, parse_mobile, parse_name
 from .consent import NOTICE_VERSION, ConsentService
 from .limits import RateLimits, Window
+from .notice import KIND as NOTICE
 from .person import IDENTITIES, PERSON_IDS, CallerState, caller_state, person_identity_ids
 from .rules import (
     RELATION_LABELS,
@@ -51,10 +54,6 @@ log = logging.getLogger("wechat_backend.binding")
 
 OnSms = Callable[[str, str], None]
 """Counts an SMS by ``(provider, outcome)`` (the metrics)."""
-
-Notify = Callable[[Notification, str, str], Awaitable[None]]
-"""Sends one outbox row to its identity (``(row, openid, relation)``) right after the commit that
-wrote it."""
 
 
 ARCHIVES = Archive.__table__
@@ -194,7 +193,7 @@ class BindingService:
         consent: ConsentService,
         clock: Clock,
         on_sms: OnSms | None = None,
-        notify: Notify | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._settings = settings
         self._limits_cfg = settings.limits
@@ -207,7 +206,7 @@ class BindingService:
         self._consent = consent
         self._clock = clock
         self._on_sms = on_sms
-        self._notify = notify
+        self._outbox = outbox  # sends the owners' notices right after the commit
         # Decrypted when no archive matched, so an unknown ID costs what a known one does.
         self._decoy = keyring.seal({"name": "", "id_number": "", "phone": "", "birth_date": "2000-01-01"}, "decoy")
 
@@ -380,8 +379,8 @@ class BindingService:
         out = summary(archive, fields, place, decision, today, self._policy)
         out.update(binding_id=binding_id, relation=attempt.relation)
         await s.commit()
-        for row, openid in notes:
-            await self._push(row, openid, attempt.relation)
+        for push in notes:
+            await self._push(push)
         return out
 
     async def _finish_attempt(self, s: AsyncSession, attempt_id: int, status: str) -> None:
@@ -565,7 +564,7 @@ class BindingService:
 
     async def _tell_owners(
         self, s: AsyncSession, caller: Caller, archive: Row[Any], owner_ids: list[int], relation: str
-    ) -> list[tuple[Notification, str]]:
+    ) -> list[Push]:
         """An outbox row for each owner of this archive (other than the caller): the person bound
         as oneself, or a young child's guardians (``rules.owner_relations``)."""
         # Pushes go through the official account: to the owner's own oa identity, or the one
@@ -583,32 +582,34 @@ class BindingService:
             if oa is not None:
                 rows.append((oa.id, oa.openid))
         now = self._clock.now()
-        out = []
+        payload = {"relation": relation}
+        notes = []
         for owner_id, openid in rows:
-            dedup = f"binding_added:{archive.public_id}:{caller.identity_id}:{owner_id}:{int(now.timestamp())}"
+            dedup = f"{NOTICE}:{archive.public_id}:{caller.identity_id}:{owner_id}:{int(now.timestamp())}"[:128]
             note = Notification(
                 identity_id=owner_id,
                 archive_id=archive.id,
-                kind="binding_added",
-                dedup_key=dedup[:128],
+                kind=NOTICE,
+                dedup_key=dedup,
                 status="pending",
                 attempts=0,
-                due_at=now,
+                # Sent at once after the commit; the worker's turn comes if that never records.
+                due_at=now + LEASE,
+                sealed=self._keys.seal(payload, f"notification:{dedup}"),
+                key_id=self._keys.active_key,
             )
-            note.sealed = self._keys.seal({"relation": relation}, f"notification:{note.dedup_key}")
-            note.key_id = self._keys.active_key
             s.add(note)
-            out.append((note, openid))
+            notes.append((note, openid))
         await s.flush()  # the rows' ids, for the pushes after the commit
-        return out
+        return [Push(id=note.id, kind=NOTICE, attempts=0, openid=openid, payload=payload) for note, openid in notes]
 
-    async def _push(self, row: Notification, openid: str, relation: str) -> None:
-        if self._notify is None:
+    async def _push(self, push: Push) -> None:
+        if self._outbox is None:
             return
         try:
-            await self._notify(row, openid, relation)
-        except Exception as exc:  # the outbox row stays pending for the worker
-            log.warning("binding notice not sent now (%s); left in the outbox", type(exc).__name__)
+            await self._outbox.deliver(push)
+        except Exception as exc:  # the row stays pending: the worker sends it
+            log.warning("binding notice not recorded now (%s); left to the worker", type(exc).__name__)
 
 
 def _names_this(fields: Mapping[str, Any], req: BindRequest) -> bool:

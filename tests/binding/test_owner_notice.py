@@ -1,0 +1,119 @@
+"""An owner is told when someone else binds their archive — even when WeChat fails at that moment:
+the notice waits in the outbox and the worker sends it, once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+
+from wechat_backend.db.models import Notification
+from wechat_backend.notify import after_failure, retry_delay
+from wechat_backend.notify.outbox import LEASE
+
+from .conftest import ELDER
+
+
+async def _notices(services: Any) -> list[tuple[str, int, int | None]]:
+    async with services.sessions() as s:
+        rows = await s.execute(select(Notification.status, Notification.attempts, Notification.last_errcode))
+        return [tuple(r) for r in rows.all()]
+
+
+async def _owner_and_daughter(resident: Any, clock: Any) -> tuple[Any, Any]:
+    owner = await resident("刘阿姨", unionid=True)
+    await owner.follow_and_web_login()  # pushes reach her through the official account
+    await owner.bind(ELDER)
+    clock.advance(seconds=61)  # one code per phone per minute
+    return owner, await resident("女儿")
+
+
+async def _messages(owner: Any) -> list[dict[str, Any]]:
+    return await owner.sandbox("GET", f"users/{owner.openid}/messages")
+
+
+async def test_a_notice_wechat_refused_at_first_is_sent_by_the_worker(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    owner, daughter = await _owner_and_daughter(resident, clock)
+    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": 45009, "count": 1})
+    await daughter.bind(ELDER, relation="child")
+    assert await _messages(owner) == []
+    assert await _notices(services) == [("pending", 1, 45009)]
+
+    assert (await services.outbox.run_once()).claimed == 0  # not due yet: a minute's wait first
+    clock.advance(seconds=retry_delay(1).total_seconds())
+    done = await services.outbox.run_once()
+    assert (done.sent, done.retry, done.dead) == (1, 0, 0)
+    pushed = await _messages(owner)
+    assert len(pushed) == 1 and "子女" in pushed[0]["text"] and "刘" not in pushed[0]["text"]
+    assert await _notices(services) == [("sent", 2, None)]
+    clock.advance(hours=2)
+    assert (await services.outbox.run_once()).claimed == 0  # sent once, never again
+    assert len(await _messages(owner)) == 1
+
+
+async def test_a_notice_whose_first_send_never_recorded_waits_for_the_lease(
+    resident: Any, people: Any, clock: Any
+) -> None:
+    _, services = people
+    owner, daughter = await _owner_and_daughter(resident, clock)
+    outbox, services.binding._outbox = services.binding._outbox, None  # the process died after the commit
+    try:
+        await daughter.bind(ELDER, relation="child")
+    finally:
+        services.binding._outbox = outbox
+    assert await _notices(services) == [("pending", 0, None)]
+    assert (await services.outbox.run_once()).claimed == 0  # the request still had its turn
+    clock.advance(seconds=LEASE.total_seconds())
+    assert (await services.outbox.run_once()).sent == 1
+    assert len(await _messages(owner)) == 1
+
+
+async def test_two_workers_at_once_send_a_notice_once(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    owner, daughter = await _owner_and_daughter(resident, clock)
+    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": -1, "count": 1})
+    await daughter.bind(ELDER, relation="child")
+    clock.advance(seconds=retry_delay(1).total_seconds())
+    passes = await asyncio.gather(*(services.outbox.run_once() for _ in range(4)))
+    assert sum(p.sent for p in passes) == 1
+    assert len(await _messages(owner)) == 1
+
+
+async def test_an_owner_who_unfollowed_is_given_up_without_a_call(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    owner, daughter = await _owner_and_daughter(resident, clock)
+    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": -1, "count": 1})
+    await daughter.bind(ELDER, relation="child")
+    await owner.sandbox("POST", f"users/{owner.openid}/unfollow", {})
+    clock.advance(seconds=retry_delay(1).total_seconds())
+    assert (await services.outbox.run_once()).dead == 1
+    assert await _messages(owner) == []
+    assert await _notices(services) == [("dead", 2, 43004)]
+
+
+async def test_tries_stop_at_the_limit_with_growing_waits(resident: Any, people: Any, clock: Any) -> None:
+    _, services = people
+    owner, daughter = await _owner_and_daughter(resident, clock)
+    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": 45047, "count": 0})
+    await daughter.bind(ELDER, relation="child")
+    limit = services.settings.notify.max_attempts
+    for tries in range(1, limit):
+        clock.advance(seconds=retry_delay(tries).total_seconds() - 1)
+        assert (await services.outbox.run_once()).claimed == 0  # not before its time
+        clock.advance(seconds=1)
+        assert (await services.outbox.run_once()).claimed == 1
+    assert await _notices(services) == [("dead", limit, 45047)]
+    await owner.sandbox("DELETE", "faults")
+    clock.advance(days=1)
+    assert (await services.outbox.run_once()).claimed == 0
+
+
+def test_the_retry_policy() -> None:
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 4, 10)] == [60, 120, 240, 480, 3600]
+    assert after_failure(45009, 1, 5) == "pending"
+    assert after_failure(None, 4, 5) == "pending"
+    assert after_failure(None, 5, 5) == "dead"
+    assert after_failure(43004, 1, 5) == "dead"  # no longer follows the account
+    assert after_failure(43101, 1, 5) == "dead"  # refused the account's messages
