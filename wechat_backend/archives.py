@@ -43,24 +43,26 @@ class Place:
     consult_phone: str
 
 
+CLOSED = Place(county_open=False, phase="key_populations", institution="", consult_phone="")
+"""The place of an archive whose county has no row: closed."""
+
+
 async def place_of(s: AsyncSession, archive: Archive) -> Place:
     """One query: the county's switch and phase, and the institution's name and phone."""
     row = (
         await s.execute(
-            select(County.opening, County.phase, Institution.name, Institution.consult_phone)
+            select(
+                County.opening.label("county_open"),
+                County.phase,
+                Institution.name.label("institution"),
+                Institution.consult_phone,
+            )
             .select_from(County)
             .outerjoin(Institution, Institution.code == archive.institution_code)
             .where(County.code == archive.county_code)
         )
     ).first()
-    if row is None:  # no county row: closed
-        return Place(county_open=False, phase="key_populations", institution="", consult_phone="")
-    return Place(
-        county_open=bool(row.opening),
-        phase=row.phase,
-        institution=row.name or "",
-        consult_phone=row.consult_phone or "",
-    )
+    return place_from(row) if row is not None else CLOSED
 
 
 def with_place(*extra: ColumnElement[Any]) -> Select[Any]:
@@ -90,8 +92,8 @@ def with_place(*extra: ColumnElement[Any]) -> Select[Any]:
 
 def place_from(row: Any) -> Place:
     """The :class:`Place` of a row selected by :func:`with_place`."""
-    if row.county_open is None:  # no county row: closed, as place_of says
-        return Place(county_open=False, phase="key_populations", institution="", consult_phone="")
+    if row.county_open is None:
+        return CLOSED
     return Place(
         county_open=bool(row.county_open),
         phase=row.phase,

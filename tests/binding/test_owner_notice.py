@@ -29,6 +29,12 @@ async def _owner_and_daughter(resident: Any, clock: Any) -> tuple[Any, Any]:
     return owner, await resident("女儿")
 
 
+async def _bound_while_wechat_fails(owner: Any, daughter: Any, errcode: int, count: int = 1) -> None:
+    """The daughter binds while the account's customer-service messages fail ``count`` times."""
+    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": errcode, "count": count})
+    await daughter.bind(ELDER, relation="child")
+
+
 async def _messages(owner: Any) -> list[dict[str, Any]]:
     return await owner.sandbox("GET", f"users/{owner.openid}/messages")
 
@@ -36,8 +42,7 @@ async def _messages(owner: Any) -> list[dict[str, Any]]:
 async def test_a_notice_wechat_refused_at_first_is_sent_by_the_worker(resident: Any, people: Any, clock: Any) -> None:
     _, services = people
     owner, daughter = await _owner_and_daughter(resident, clock)
-    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": 45009, "count": 1})
-    await daughter.bind(ELDER, relation="child")
+    await _bound_while_wechat_fails(owner, daughter, 45009)
     assert await _messages(owner) == []
     assert await _notices(services) == [("pending", 1, 45009)]
 
@@ -73,8 +78,7 @@ async def test_a_notice_whose_first_send_never_recorded_waits_for_the_lease(
 async def test_two_workers_at_once_send_a_notice_once(resident: Any, people: Any, clock: Any) -> None:
     _, services = people
     owner, daughter = await _owner_and_daughter(resident, clock)
-    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": -1, "count": 1})
-    await daughter.bind(ELDER, relation="child")
+    await _bound_while_wechat_fails(owner, daughter, -1)
     clock.advance(seconds=retry_delay(1).total_seconds())
     passes = await asyncio.gather(*(services.outbox.run_once() for _ in range(4)))
     assert sum(p.sent for p in passes) == 1
@@ -84,8 +88,7 @@ async def test_two_workers_at_once_send_a_notice_once(resident: Any, people: Any
 async def test_an_owner_who_unfollowed_is_given_up_without_a_call(resident: Any, people: Any, clock: Any) -> None:
     _, services = people
     owner, daughter = await _owner_and_daughter(resident, clock)
-    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": -1, "count": 1})
-    await daughter.bind(ELDER, relation="child")
+    await _bound_while_wechat_fails(owner, daughter, -1)
     await owner.sandbox("POST", f"users/{owner.openid}/unfollow", {})
     clock.advance(seconds=retry_delay(1).total_seconds())
     assert (await services.outbox.run_once()).dead == 1
@@ -96,8 +99,7 @@ async def test_an_owner_who_unfollowed_is_given_up_without_a_call(resident: Any,
 async def test_tries_stop_at_the_limit_with_growing_waits(resident: Any, people: Any, clock: Any) -> None:
     _, services = people
     owner, daughter = await _owner_and_daughter(resident, clock)
-    await owner.sandbox("POST", "faults", {"api": "cgi-bin/message/custom/send", "errcode": 45047, "count": 0})
-    await daughter.bind(ELDER, relation="child")
+    await _bound_while_wechat_fails(owner, daughter, 45047, count=0)  # until cleared
     limit = services.settings.notify.max_attempts
     for tries in range(1, limit):
         clock.advance(seconds=retry_delay(tries).total_seconds() - 1)
