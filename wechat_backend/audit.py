@@ -2,7 +2,8 @@
 change. Rows carry ids, codes and reasons — never names, ID numbers or phones.
 
 Rows recorded in a session are written when that session commits, all in one INSERT, in the same
-transaction as the action they describe (a rollback drops them with it).
+transaction as the action they describe: a rollback drops them with it (a savepoint's rollback,
+those recorded inside it), and so does closing the session without a commit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from .db.models import AuditEvent, utcnow
 
-_PENDING = "wb_audit_rows"
+_PENDING = "wb_audit_rows"  # rows recorded in the session's open transaction, in order
+_MARKS = "wb_audit_marks"  # savepoint -> how many rows were pending when it began
 _INSERT = insert(AuditEvent.__table__)
 
 
@@ -34,7 +36,10 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Add an audit row to the caller's transaction (it commits or rolls back with the action)."""
-    s.info.setdefault(_PENDING, []).append(
+    session = s.sync_session if isinstance(s, AsyncSession) else s
+    if not session.in_transaction():
+        session.begin()  # no I/O yet; it makes a rollback before the first statement drop the row too
+    session.info.setdefault(_PENDING, []).append(
         {
             "at": utcnow(),
             "actor_type": actor_type,
@@ -58,10 +63,32 @@ def _write_pending(session: Session) -> None:
         session.connection().execute(_INSERT, rows)
 
 
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: Any) -> None:
+    if transaction.nested:
+        session.info.setdefault(_MARKS, {})[transaction] = len(session.info.get(_PENDING, ()))
+
+
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_pending(session: Session, previous_transaction: Any) -> None:
-    if not previous_transaction.nested:  # a savepoint's rollback keeps what came before it
-        session.info.pop(_PENDING, None)
+def _drop_rolled_back(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.nested:  # only what was recorded inside the savepoint
+        mark = session.info.get(_MARKS, {}).pop(previous_transaction, None)
+        if mark is not None:
+            del session.info.get(_PENDING, [])[mark:]
+    else:
+        _forget(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_unwritten(session: Session, transaction: Any) -> None:
+    # (A savepoint's mark stays until here: its after_soft_rollback comes after its end.)
+    if transaction.parent is None and not transaction.nested:  # committed, rolled back or closed
+        _forget(session)
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_MARKS, None)
 
 
 class Caller(Protocol):

@@ -47,7 +47,7 @@ async def test_bind_myself_and_see_the_archive(resident: Any, people: Any) -> No
     async with services.sessions() as s:
         actions = (await s.scalars(select(AuditEvent.action).order_by(AuditEvent.id))).all()
         attempts = (await s.execute(select(BindAttempt.status, BindAttempt.outcome, BindAttempt.code_hash))).all()
-    assert {"consent", "bind_start", "bind", "archive_list"} <= set(actions)
+    assert {"consent", "bind_start", "bind_code", "bind", "archive_list"} <= set(actions)
     # The attempt records that the provider took the code; the code is gone once used.
     assert [tuple(a) for a in attempts] == [("verified", "sent", None)]
 

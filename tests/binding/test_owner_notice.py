@@ -12,7 +12,7 @@ from wechat_backend.db.models import Notification
 from wechat_backend.notify import after_failure, retry_delay
 from wechat_backend.notify.outbox import LEASE
 
-from .conftest import ELDER
+from .conftest import ELDER, PARENT_OF_CHILD_PHONE, person
 
 
 async def _notices(services: Any) -> list[tuple[str, int, int | None]]:
@@ -110,6 +110,30 @@ async def test_tries_stop_at_the_limit_with_growing_waits(resident: Any, people:
     await owner.sandbox("DELETE", "faults")
     clock.advance(days=1)
     assert (await services.outbox.run_once()).claimed == 0
+
+
+async def test_two_owners_binding_each_others_archive_at_once_both_succeed(
+    resident: Any, people: Any, clock: Any
+) -> None:
+    """Each verify locks its archive and its person's identities, then writes a notice to the other
+    owner's identity: the locks must not block each other's foreign-key checks (no deadlock)."""
+    husband, wife = await resident("丈夫", unionid=True), await resident("妻子", unionid=True)
+    for someone, own in ((husband, ELDER), (wife, PARENT_OF_CHILD_PHONE)):
+        await someone.follow_and_web_login()
+        await someone.bind(own)
+    for _ in range(4):
+        clock.advance(seconds=61)  # one code per phone per minute
+        to_wife = await husband.start(PARENT_OF_CHILD_PHONE, relation="spouse")
+        to_husband = await wife.start(ELDER, relation="spouse")
+        assert to_wife.status_code == to_husband.status_code == 201
+        codes = [await husband.last_code(person(PARENT_OF_CHILD_PHONE)["phone"])]
+        codes.append(await wife.last_code(person(ELDER)["phone"]))
+        done = await asyncio.gather(
+            husband.verify(to_wife.json()["bind_id"], codes[0]), wife.verify(to_husband.json()["bind_id"], codes[1])
+        )
+        assert [r.status_code for r in done] == [200, 200], [r.text for r in done]
+        for who, r in zip((husband, wife), done, strict=True):
+            assert (await who.call("DELETE", f"/api/v1/bindings/{r.json()['binding_id']}")).status_code == 204
 
 
 def test_the_retry_policy() -> None:

@@ -14,10 +14,10 @@ import datetime as dt
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from sqlalchemy import Row, bindparam, exists, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,14 +63,7 @@ LIVE = ("sending", "sent", "failed")  # an attempt a new code replaces
 
 # The hot paths' statements, built once (see person.py). ``me``: the caller's identity id.
 _CANDIDATES = with_place(
-    select(func.count()).where(BINDINGS.c.archive_id == ARCHIVES.c.id).scalar_subquery().label("bound_identities"),
-    exists()
-    .where(
-        ATTEMPTS.c.identity_id == bindparam("me"),
-        ATTEMPTS.c.archive_id == ARCHIVES.c.id,
-        ATTEMPTS.c.status.in_(LIVE),
-    )
-    .label("live_attempt"),
+    select(func.count()).where(BINDINGS.c.archive_id == ARCHIVES.c.id).scalar_subquery().label("bound_identities")
 )
 FIND_BY_ID_NUMBER = _CANDIDATES.where(ARCHIVES.c.id_bidx == bindparam("bidx")).order_by(ARCHIVES.c.id)
 FIND_BY_ARCHIVE_NO = _CANDIDATES.where(ARCHIVES.c.archive_no_bidx == bindparam("bidx")).order_by(ARCHIVES.c.id)
@@ -103,8 +96,16 @@ COUNT_TRY = (
         ATTEMPTS.c.code_expires_at,
     )
 )
-LOCK_ARCHIVE = with_place().where(ARCHIVES.c.id == bindparam("archive")).with_for_update(of=ARCHIVES)
-LOCK_PERSON = select(IDENTITIES.c.id).where(IDENTITIES.c.id.in_(PERSON_IDS)).order_by(IDENTITIES.c.id).with_for_update()
+# FOR NO KEY UPDATE: it serialises verifies all the same, but does not block the KEY SHARE locks
+# that foreign-key checks take — two people binding each other's archives at once (each telling
+# the other's identity in the outbox) would otherwise deadlock.
+LOCK_ARCHIVE = with_place().where(ARCHIVES.c.id == bindparam("archive")).with_for_update(of=ARCHIVES, key_share=True)
+LOCK_PERSON = (
+    select(IDENTITIES.c.id)
+    .where(IDENTITIES.c.id.in_(PERSON_IDS))
+    .order_by(IDENTITIES.c.id)
+    .with_for_update(key_share=True)
+)
 # Every binding on the archive or of the person: the caps, and the owners to tell.
 AROUND = select(BINDINGS.c.identity_id, BINDINGS.c.archive_id, BINDINGS.c.relation).where(
     (BINDINGS.c.archive_id == bindparam("archive")) | BINDINGS.c.identity_id.in_(bindparam("mine", expanding=True))
@@ -126,11 +127,11 @@ Refusal = tuple[str, AppError]
 
 @dataclass(frozen=True)
 class Found:
-    """A matched archive (a :func:`~wechat_backend.archives.with_place` row with ``bound_identities``
-    and ``live_attempt``), its decrypted fields, and which registered phone gets the code."""
+    """A matched archive (a :func:`~wechat_backend.archives.with_place` row with ``bound_identities``),
+    its decrypted fields, and which registered phone gets the code."""
 
     row: Row[Any]
-    fields: dict[str, Any]
+    fields: dict[str, Any] = field(repr=False)
     target: str
 
 
@@ -235,8 +236,9 @@ class BindingService:
             if refusal is not None:
                 await _refuse(s, caller, "bind_code", archive_id, refusal)
             code, bind_id = new_code(), new_public_id()
-            if found.row.live_attempt:  # a new code replaces an earlier one for this archive
-                await s.execute(REPLACE_LIVE, {"me": caller.identity_id, "archive": archive_id})
+            # A new code replaces any earlier one for this archive (checked here, in the writing
+            # transaction, not at the lookup: another start may have written one since).
+            await s.execute(REPLACE_LIVE, {"me": caller.identity_id, "archive": archive_id})
             await s.execute(
                 INSERT_ATTEMPT,
                 {
@@ -530,22 +532,22 @@ class BindingService:
             result = SmsResult("error", "短信发送失败，请稍后再试")
         if self._on_sms is not None:
             self._on_sms(self._sms.provider, result.outcome)
-        params = {"bind_id": bind_id, "new_outcome": result.outcome}
-        if result.ok:  # the attempt row is the record of a code that went out (status, outcome, time)
-            async with self._sessions.begin() as s:
-                await s.execute(MARK_SENT, params)
-            return
         async with self._sessions.begin() as s:
-            await s.execute(MARK_FAILED, params)
+            await s.execute(
+                MARK_SENT if result.ok else MARK_FAILED, {"bind_id": bind_id, "new_outcome": result.outcome}
+            )
+            # Also when the attempt was replaced meanwhile: a code went out (or not) all the same.
             audit.by_identity(
                 s,
                 caller,
                 "bind_code",
                 archive_id,
-                result="failed",
-                reason=result.outcome,
+                result="ok" if result.ok else "failed",
+                reason=None if result.ok else result.outcome,
                 detail={"provider": self._sms.provider, "provider_code": result.provider_code or None},
             )
+        if result.ok:
+            return
         raise Unavailable(result.message or "短信发送失败，请稍后再试")
 
     def _started(self, bind_id: str, phone: str) -> dict[str, Any]:
