@@ -214,9 +214,10 @@ class BindingService:
     # ------------------------------------------------------------------ start / resend
 
     async def start(self, caller: Caller, req: BindRequest) -> dict[str, Any]:
-        # One session throughout. On SQLite it keeps the one connection across the two Redis
-        # checks, which costs less than giving it back and taking it again; nothing is written
-        # (no lock is held) before the last of them.
+        # One session throughout: it keeps its connection across the two Redis checks, which costs
+        # less than giving it back and taking another. Nothing is written (no lock is held) before
+        # the last of them, and a Redis that stalls (1 s at most) stalls every request anyway:
+        # the login sessions live there too.
         async with self._sessions() as s:
             state = await caller_state(s, caller.identity_id, NOTICE_VERSION)
             # Refusals that depend only on the caller come before any lookup, so they say nothing
