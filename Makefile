@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/wechat_endpoint.py
 	$(BIN)/python bench/binding.py
+	$(BIN)/python bench/mismatch_timing.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -208,8 +208,10 @@ class BindingService:
         self._clock = clock
         self._on_sms = on_sms
         self._outbox = outbox  # sends the owners' notices right after the commit
-        # Decrypted when no archive matched, so an unknown ID costs what a known one does.
-        self._decoy = keyring.seal({"name": "", "id_number": "", "phone": "", "birth_date": "2000-01-01"}, "decoy")
+        # Decrypted and compared when no archive has the typed identifier, so an unknown ID costs
+        # what a known one with a wrong name or phone does.
+        decoy = {"name": "某某某", "phone": "10000000000", "contact_phone": "10000000001", "birth_date": "2000-01-01"}
+        self._decoy = keyring.seal(decoy, "decoy")
 
     # ------------------------------------------------------------------ start / resend
 
@@ -454,7 +456,11 @@ class BindingService:
             elif _names_this(fields, req):
                 named = (row.id, "phone_mismatch" if names_match(req.name, fields.get("name")) else "name_mismatch")
         if not candidates:
-            self._keys.open(self._decoy, "decoy")
+            decoy = {**self._keys.open(self._decoy, "decoy"), "id_number": req.id_number, "archive_no": None}
+            match(
+                decoy, name=req.name, phone=req.phone, relation=req.relation, id_number=req.id_number, archive_no=None
+            )
+            names_match(req.name, decoy["name"])
         return found, None if found else named
 
     async def _attempt(self, s: AsyncSession, caller: Caller, bind_id: str) -> BindAttempt:
