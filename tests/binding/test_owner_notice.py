@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from wechat_backend.db.models import Notification
+from wechat_backend.db.models import Identity, Notification
 from wechat_backend.notify import after_failure, retry_delay
 from wechat_backend.notify.outbox import LEASE
 
@@ -143,3 +143,30 @@ def test_the_retry_policy() -> None:
     assert after_failure(None, 5, 5) == "dead"
     assert after_failure(43004, 1, 5) == "dead"  # no longer follows the account
     assert after_failure(43101, 1, 5) == "dead"  # refused the account's messages
+
+
+async def test_a_notice_that_cannot_be_read_is_given_up_and_the_others_still_go(
+    resident: Any, people: Any, clock: Any
+) -> None:
+    _, services = people
+    owner = await resident("刘阿姨", unionid=True)
+    await owner.follow_and_web_login()
+    async with services.sessions.begin() as s:
+        oa = await s.scalar(select(Identity.id).where(Identity.openid == owner.openid, Identity.channel == "oa"))
+        for key, sealed in (("unreadable", b"k1:not a ciphertext"), ("readable", None)):
+            dedup = f"binding_added:test:{key}"
+            if sealed is None:
+                sealed, _ = services.outbox.seal(dedup, {"relation": "spouse"})
+            s.add(
+                Notification(
+                    identity_id=oa,
+                    kind="binding_added",
+                    dedup_key=dedup,
+                    due_at=clock.now(),
+                    sealed=sealed,
+                    key_id="k1",
+                )
+            )
+    done = await services.outbox.run_once()
+    assert (done.sent, done.retry, done.dead) == (1, 0, 1)
+    assert [m["text"][:20] for m in await _messages(owner)] == ["您的健康档案刚刚被另一个微信以“配偶”关"]

@@ -97,7 +97,7 @@ class Push:
     kind: str
     attempts: int  # tries before this one
     openid: str | None
-    payload: Mapping[str, Any]
+    payload: Mapping[str, Any] | None  # None: sealed with a key no longer in the ring
 
 
 @dataclass
@@ -140,6 +140,8 @@ class Outbox:
         """Send one push and record how it went: ``sent``, ``pending`` (tried again later) or ``dead``."""
         sent, errcode = False, None
         send = self._senders.get(push.kind)
+        if push.payload is None:
+            return await self._record(push, False, None, give_up=True)
         if send is None:
             log.error("no sender for push kind %s (outbox row %s)", push.kind, push.id)
         elif not push.openid:
@@ -197,15 +199,28 @@ class Outbox:
                     kind=r.kind,
                     attempts=r.attempts,
                     openid=who.openid if who is not None and who.subscribed else None,
-                    payload=self._keys.open(r.sealed, f"notification:{r.dedup_key}") if r.sealed else {},
+                    payload=self._payload(r.id, r.sealed, r.dedup_key),
                 )
             )
         return out
 
-    async def _record(self, push: Push, sent: bool, errcode: int | None) -> str:
+    def _payload(self, note_id: int, sealed: bytes | None, dedup_key: str) -> Mapping[str, Any] | None:
+        """What the push says; None when it cannot be read (its key is no longer in the ring): that
+        row is given up, the others still go out."""
+        if not sealed:
+            return {}
+        try:
+            return self._keys.open(sealed, f"notification:{dedup_key}")
+        except Exception as exc:
+            log.error("push %s cannot be read (%s): giving it up", note_id, type(exc).__name__)
+            return None
+
+    async def _record(self, push: Push, sent: bool, errcode: int | None, *, give_up: bool = False) -> str:
         now = self._clock.now()
         attempts = push.attempts + 1
         status = "sent" if sent else after_failure(errcode, attempts, self._settings.max_attempts)
+        if give_up:
+            status = "dead"
         async with self._sessions.begin() as s:
             await s.execute(
                 _RECORD,
