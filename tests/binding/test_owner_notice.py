@@ -156,7 +156,7 @@ async def test_a_notice_that_cannot_be_read_is_given_up_and_the_others_still_go(
         for key, sealed in (("unreadable", b"k1:not a ciphertext"), ("readable", None)):
             dedup = f"binding_added:test:{key}"
             if sealed is None:
-                sealed, _ = services.outbox.seal(dedup, {"relation": "spouse"})
+                sealed = services.keyring.seal({"relation": "spouse"}, f"notification:{dedup}")
             s.add(
                 Notification(
                     identity_id=oa,

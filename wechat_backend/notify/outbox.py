@@ -128,14 +128,6 @@ class Outbox:
         self._clock = clock
         self._senders = senders
 
-    def first_due(self) -> dt.datetime:
-        """``due_at`` of a new row that its request sends at once: the worker's turn comes only if
-        that send never records an outcome."""
-        return self._clock.now() + LEASE
-
-    def seal(self, dedup_key: str, payload: Mapping[str, Any]) -> tuple[bytes, str]:
-        return self._keys.seal(dict(payload), f"notification:{dedup_key}"), self._keys.active_key
-
     async def deliver(self, push: Push) -> str:
         """Send one push and record how it went: ``sent``, ``pending`` (tried again later) or ``dead``."""
         sent, errcode = False, None
