@@ -150,50 +150,6 @@ async def test_tencent_sends_a_signed_send_sms_with_the_template_params(
     assert got["TemplateParamSet"] == ["刘**", "482916", "5"]
 
 
-async def test_tencent_with_a_wrong_secret_is_rejected_by_the_signature_check(
-    tencent: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path
-) -> None:
-    sender = senders(tencent_settings(tmp_path, tencent.url, secret_key="not-the-secret"))
-    result = await sender.send(PHONE, SMS)
-    assert not tencent.received[0]["signature_ok"]
-    assert (result.outcome, result.provider_code) == ("rejected", "AuthFailure.SignatureFailure")
-
-
-@pytest.mark.parametrize(
-    ("code", "outcome"),
-    [
-        ("LimitExceeded.PhoneNumberThirtySecondLimit", "rate_limited"),
-        ("LimitExceeded.PhoneNumberDailyLimit", "rate_limited"),
-        ("InvalidParameterValue.IncorrectPhoneNumber", "invalid_number"),
-        ("UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber", "invalid_number"),
-        ("FailedOperation.InsufficientBalanceInSmsPackage", "quota"),
-        ("FailedOperation.SignatureIncorrectOrUnapproved", "rejected"),
-        # The same codes when the API refuses the request as a whole (Response.Error).
-        ("api:InvalidParameterValue.IncorrectPhoneNumber", "invalid_number"),
-        ("api:FailedOperation.InsufficientBalanceInSmsPackage", "quota"),
-        ("api:LimitExceeded.DeliveryFrequencyLimit", "rate_limited"),
-        ("api:AuthFailure.SecretIdNotFound", "rejected"),
-        ("api:InternalError.Timeout", "error"),
-    ],
-)
-async def test_tencent_codes_become_outcomes_with_a_chinese_message(
-    code: str,
-    outcome: str,
-    tencent: FakeSms,
-    senders: Callable[[Settings], SmsSender],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    tencent.code = code
-    caplog.set_level(logging.DEBUG)
-    result = await senders(tencent_settings(tmp_path, tencent.url)).send(PHONE, SMS)
-    assert result == SmsResult(outcome, MESSAGES[outcome], code.removeprefix("api:"))
-    assert not result.ok and result.message
-    assert_private(caplog, result)
-    (line,) = [r for r in caplog.records if r.name == "wechat_backend.sms"]
-    assert line.levelno == logging.WARNING and MASKED in line.getMessage() and outcome in line.getMessage()
-
-
 async def test_tencent_http_error_status_is_an_error(
     tencent: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path
 ) -> None:
@@ -235,49 +191,6 @@ async def test_aliyun_sends_a_signed_send_sms_with_the_template_params(
     assert json.loads(got["TemplateParam"]) == {"name": "刘**", "code": "482916", "minutes": "5"}
 
 
-async def test_aliyun_with_a_wrong_secret_is_rejected_by_the_signature_check(
-    aliyun: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path
-) -> None:
-    sender = senders(aliyun_settings(tmp_path, aliyun.url, access_key_secret="not-the-secret"))
-    result = await sender.send(PHONE, SMS)
-    assert not aliyun.received[0]["signature_ok"]
-    assert (result.outcome, result.provider_code) == ("rejected", "SignatureDoesNotMatch")
-
-
-@pytest.mark.parametrize(
-    ("code", "status", "outcome"),
-    [
-        ("isv.BUSINESS_LIMIT_CONTROL", 200, "rate_limited"),
-        ("isv.DAY_LIMIT_CONTROL", 200, "rate_limited"),
-        ("isv.MOBILE_NUMBER_ILLEGAL", 200, "invalid_number"),
-        ("isv.AMOUNT_NOT_ENOUGH", 200, "quota"),
-        ("isv.OUT_OF_SERVICE", 200, "quota"),
-        ("isv.SMS_TEMPLATE_ILLEGAL", 200, "rejected"),
-        ("isp.SYSTEM_ERROR", 200, "error"),
-        # Answers with an HTTP error status arrive as SDK exceptions.
-        ("isv.MOBILE_NUMBER_ILLEGAL", 400, "invalid_number"),
-        ("InvalidAccessKeyId.NotFound", 404, "rejected"),
-        ("ServiceUnavailable", 503, "error"),
-    ],
-)
-async def test_aliyun_codes_become_outcomes_with_a_chinese_message(
-    code: str,
-    status: int,
-    outcome: str,
-    aliyun: FakeSms,
-    senders: Callable[[Settings], SmsSender],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    aliyun.code, aliyun.http_status = code, status
-    caplog.set_level(logging.DEBUG)
-    result = await senders(aliyun_settings(tmp_path, aliyun.url)).send(PHONE, SMS)
-    assert result == SmsResult(outcome, MESSAGES[outcome], code)
-    assert_private(caplog, result)
-    (line,) = [r for r in caplog.records if r.name == "wechat_backend.sms"]
-    assert line.levelno == logging.WARNING and MASKED in line.getMessage()
-
-
 async def test_aliyun_sent_is_logged_with_the_phone_masked_only(
     aliyun: FakeSms, senders: Callable[[Settings], SmsSender], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -289,11 +202,18 @@ async def test_aliyun_sent_is_logged_with_the_phone_masked_only(
     assert line.levelno == logging.INFO and MASKED in line.getMessage()
 
 
-@pytest.mark.parametrize("provider", ["tencent", "aliyun"])
+# Both SDKs: (settings builder, the fake provider, the provider code when nothing answers).
+PROVIDERS = {
+    "tencent": (tencent_settings, running_tencent, "ClientNetworkError"),
+    "aliyun": (aliyun_settings, running_aliyun, "NoResponse"),
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_the_sdk_itself_gives_up_at_the_timeout_freeing_its_thread(
     provider: str, senders: Callable[[Settings], SmsSender], tmp_path: Path
 ) -> None:
-    running, make = (running_tencent, tencent_settings) if provider == "tencent" else (running_aliyun, aliyun_settings)
+    make, running, _ = PROVIDERS[provider]
     async with running() as fake:
         fake.delay = 5
         sender = senders(make(tmp_path, fake.url, timeout_seconds=0.5))
@@ -370,12 +290,75 @@ async def test_cloud_providers_use_the_real_hosts_without_an_endpoint(tmp_path: 
         await aliyun.close()
 
 
-# Both SDKs: a provider that answers too late, and one that cannot be reached. (settings
-# builder, the fake provider, the provider code when nothing answers)
-PROVIDERS = {
-    "tencent": (tencent_settings, running_tencent, "ClientNetworkError"),
-    "aliyun": (aliyun_settings, running_aliyun, "NoResponse"),
-}
+@pytest.mark.parametrize(
+    ("provider", "wrong_secret", "provider_code"),
+    [
+        ("tencent", {"secret_key": "not-the-secret"}, "AuthFailure.SignatureFailure"),
+        ("aliyun", {"access_key_secret": "not-the-secret"}, "SignatureDoesNotMatch"),
+    ],
+)
+async def test_a_wrong_secret_is_rejected_by_the_signature_check(
+    provider: str,
+    wrong_secret: dict[str, str],
+    provider_code: str,
+    senders: Callable[[Settings], SmsSender],
+    tmp_path: Path,
+) -> None:
+    make, running, _ = PROVIDERS[provider]
+    async with running() as fake:
+        result = await senders(make(tmp_path, fake.url, **wrong_secret)).send(PHONE, SMS)
+        assert not fake.received[0]["signature_ok"]
+    assert (result.outcome, result.provider_code) == ("rejected", provider_code)
+
+
+# (provider, the code its fake answers, with this HTTP status, the outcome). Tencent's "api:" codes
+# come back as the API's refusal of the whole request (Response.Error); Alibaba's codes with an
+# HTTP error status arrive as SDK exceptions.
+PROVIDER_CODES = [
+    ("tencent", "LimitExceeded.PhoneNumberThirtySecondLimit", 200, "rate_limited"),
+    ("tencent", "LimitExceeded.PhoneNumberDailyLimit", 200, "rate_limited"),
+    ("tencent", "InvalidParameterValue.IncorrectPhoneNumber", 200, "invalid_number"),
+    ("tencent", "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber", 200, "invalid_number"),
+    ("tencent", "FailedOperation.InsufficientBalanceInSmsPackage", 200, "quota"),
+    ("tencent", "FailedOperation.SignatureIncorrectOrUnapproved", 200, "rejected"),
+    ("tencent", "api:InvalidParameterValue.IncorrectPhoneNumber", 200, "invalid_number"),
+    ("tencent", "api:FailedOperation.InsufficientBalanceInSmsPackage", 200, "quota"),
+    ("tencent", "api:LimitExceeded.DeliveryFrequencyLimit", 200, "rate_limited"),
+    ("tencent", "api:AuthFailure.SecretIdNotFound", 200, "rejected"),
+    ("tencent", "api:InternalError.Timeout", 200, "error"),
+    ("aliyun", "isv.BUSINESS_LIMIT_CONTROL", 200, "rate_limited"),
+    ("aliyun", "isv.DAY_LIMIT_CONTROL", 200, "rate_limited"),
+    ("aliyun", "isv.MOBILE_NUMBER_ILLEGAL", 200, "invalid_number"),
+    ("aliyun", "isv.AMOUNT_NOT_ENOUGH", 200, "quota"),
+    ("aliyun", "isv.OUT_OF_SERVICE", 200, "quota"),
+    ("aliyun", "isv.SMS_TEMPLATE_ILLEGAL", 200, "rejected"),
+    ("aliyun", "isp.SYSTEM_ERROR", 200, "error"),
+    ("aliyun", "isv.MOBILE_NUMBER_ILLEGAL", 400, "invalid_number"),
+    ("aliyun", "InvalidAccessKeyId.NotFound", 404, "rejected"),
+    ("aliyun", "ServiceUnavailable", 503, "error"),
+]
+
+
+@pytest.mark.parametrize(("provider", "code", "status", "outcome"), PROVIDER_CODES)
+async def test_provider_codes_become_outcomes_with_a_chinese_message(
+    provider: str,
+    code: str,
+    status: int,
+    outcome: str,
+    senders: Callable[[Settings], SmsSender],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make, running, _ = PROVIDERS[provider]
+    caplog.set_level(logging.DEBUG)
+    async with running() as fake:
+        fake.code, fake.http_status = code, status
+        result = await senders(make(tmp_path, fake.url)).send(PHONE, SMS)
+    assert result == SmsResult(outcome, MESSAGES[outcome], code.removeprefix("api:"))
+    assert not result.ok and result.message
+    assert_private(caplog, result)
+    (line,) = [r for r in caplog.records if r.name == "wechat_backend.sms"]
+    assert line.levelno == logging.WARNING and MASKED in line.getMessage() and outcome in line.getMessage()
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

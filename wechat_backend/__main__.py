@@ -153,12 +153,10 @@ async def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from .app import build_services, make_app
-    from .db import current_revision
 
     services = await build_services(settings)
     try:
-        if await current_revision(services.engine) is None:
-            raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
+        await _require_schema(services)
         await _run_http(services, make_app)
     finally:
         await services.close()
@@ -168,20 +166,15 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Sends what the outbox holds: pushes whose first send failed or never happened."""
     from .app import build_services
-    from .db import current_revision
 
     services = await build_services(settings)
     try:
-        if await current_revision(services.engine) is None:
-            raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
+        await _require_schema(services)
         if args.once:
             done = await services.outbox.run_once()
             print(f"推送：已发送 {done.sent} 条，稍后重试 {done.retry} 条，已放弃 {done.dead} 条")
             return 0
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         log.info("worker started: sending the outbox")
         await services.outbox.run(stop)
         log.info("worker stopped")
@@ -309,6 +302,15 @@ async def _require_schema(services: Any) -> None:
         raise CommandError("数据库尚未初始化，请先运行 wechat-backend db upgrade")
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGINT or SIGTERM: the long-running commands finish what they are doing and exit."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def _push_demo_menu(services: Any) -> None:
     from .wechat.menu import push_menu
 
@@ -325,10 +327,7 @@ async def _run_http(
     s = services.settings.server
     app = make_app(services)
     server = app.listen(s.port, address=s.host, xheaders=False, max_body_size=MAX_BODY_BYTES)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     log.info("listening on %s:%s", s.host, s.port)
     if on_ready is not None:
         await on_ready()
