@@ -264,6 +264,25 @@ async def test_console_without_an_inbox_is_an_error_not_an_exception(
     assert_private(caplog, result)
 
 
+async def test_console_inbox_that_never_answers_is_a_timeout(
+    tmp_path: Path, senders: Callable[[Settings], SmsSender]
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)  # reads the request, never answers
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sender = senders(settings_for(tmp_path, endpoint=f"http://127.0.0.1:{port}", timeout_seconds=0.5))
+        started = time.monotonic()
+        result = await sender.send(PHONE, SMS)
+        assert time.monotonic() - started < 1.5
+    finally:
+        server.close()
+    assert result.outcome == "timeout" and result.message == MESSAGES["timeout"]
+
+
 # --------------------------------------------------------------------------- configuration
 
 
