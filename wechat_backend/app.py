@@ -20,7 +20,7 @@ from .clock import Clock
 from .config import ConfigError, Settings, database_url
 from .counties import CountyService
 from .crypto import KeyRing
-from .db import create_engine, session_factory
+from .db import create_engine, read_session_factory, session_factory
 from .identities import IdentityService
 from .ingest.service import IngestService
 from .keys import KeyRotation
@@ -139,7 +139,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         sms=sms,
         consent=consent,
         binding=binding,
-        bound=BoundArchives(sessions, keyring, settings.privacy, clock),
+        bound=BoundArchives(sessions, keyring, settings.privacy, clock, reads=read_session_factory(engine)),
         outbox=outbox,
     )
 

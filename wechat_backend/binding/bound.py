@@ -47,9 +47,16 @@ DELETE_BINDING = delete(BINDINGS).where(BINDINGS.c.id == bindparam("id"))
 
 class BoundArchives:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], keyring: KeyRing, policy: PrivacySettings, clock: Clock
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        keyring: KeyRing,
+        policy: PrivacySettings,
+        clock: Clock,
+        *,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._reads = reads or sessions  # the list: one SELECT and its audit rows
         self._keys = keyring
         self._policy = policy
         self._clock = clock
@@ -61,7 +68,7 @@ class BoundArchives:
         query, params = (
             (LIST_ONE, {"me": caller.identity_id, "archive": only}) if only else (LIST, {"me": caller.identity_id})
         )
-        async with self._sessions.begin() as s:
+        async with self._reads.begin() as s:
             seen: set[int] = set()
             for row in (await s.execute(query, params)).all():
                 if row.id in seen:

@@ -57,3 +57,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker:
+    """Sessions for a read whose only write is its own audit rows. On PostgreSQL each statement
+    commits by itself: no BEGIN and COMMIT round trips, and one SELECT is one snapshot anyway. The
+    audit rows are still written at the session's commit, before the data leaves, and a failed
+    write still fails the request. (SQLite opens no transaction for a read in any case.)"""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(engine, expire_on_commit=False)
