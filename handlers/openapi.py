@@ -204,6 +204,7 @@ OPENAPI: dict[str, Any] = {
                                 "bound_at": _STR,
                                 "is_me": {"type": "boolean"},
                                 "removable": {"type": "boolean"},
+                                "owner": {"type": "boolean"},
                             },
                         },
                     }

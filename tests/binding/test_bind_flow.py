@@ -151,6 +151,35 @@ async def test_a_guardian_is_told_when_someone_else_binds_the_child(resident: An
     assert await stranger.archives() == []
 
 
+async def test_other_family_of_a_young_child_neither_see_the_bindings_nor_evict_a_parent(
+    resident: Any, clock: Any
+) -> None:
+    mum = await resident("小明妈妈")
+    child = await mum.bind(CHILD, relation="child", phone=MOTHER_PHONE)
+    clock.advance(seconds=61)
+    aunt = await resident("拿着妈妈手机的人")
+    await aunt.bind(CHILD, relation="other", phone=MOTHER_PHONE)
+    assert (await aunt.call("GET", f"/api/v1/archives/{child['id']}/bindings")).status_code == 404
+    assert (await aunt.call("DELETE", f"/api/v1/bindings/{child['binding_id']}")).status_code == 404
+    assert [a["id"] for a in await mum.archives()] == [child["id"]]
+
+
+async def test_two_parents_of_a_young_child_cannot_evict_each_other(resident: Any, clock: Any) -> None:
+    mum = await resident("小明妈妈")
+    child = await mum.bind(CHILD, relation="child", phone=MOTHER_PHONE)
+    clock.advance(seconds=61)
+    dad = await resident("小明爸爸")
+    his = await dad.bind(CHILD, relation="child", phone=MOTHER_PHONE)
+    r = await dad.call("GET", f"/api/v1/archives/{his['id']}/bindings")
+    assert r.status_code == 200, r.text
+    (hers,) = [b for b in r.json()["bindings"] if not b["is_me"]]
+    assert hers["owner"] is True and hers["removable"] is False
+    assert (await dad.call("DELETE", f"/api/v1/bindings/{hers['id']}")).status_code == 404
+    assert (await mum.call("DELETE", f"/api/v1/bindings/{his['binding_id']}")).status_code == 404
+    assert [a["id"] for a in await mum.archives()] == [child["id"]]
+    assert [a["id"] for a in await dad.archives()] == [child["id"]]
+
+
 async def test_the_archive_number_route_is_only_for_archives_without_an_id_number(resident: Any) -> None:
     me = await resident()
     a = person(ELDER)

@@ -9,7 +9,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from wechat_backend.binding.limits import RateLimits, Window
-from wechat_backend.binding.rules import match, names_match, new_code, phone_target, relation_allowed
+from wechat_backend.binding.rules import (
+    match,
+    names_match,
+    new_code,
+    owner_may_remove,
+    owner_relations,
+    phone_target,
+    relation_allowed,
+)
 from wechat_backend.client_ip import client_ip
 from wechat_backend.clock import FixedClock
 from wechat_backend.errors import RateLimited
@@ -72,6 +80,28 @@ def test_match_needs_the_identifier_the_name_and_a_phone() -> None:
 )
 def test_under_14_only_through_a_guardian(birth: str, relation: str, ok: bool) -> None:
     assert relation_allowed(relation, dt.date.fromisoformat(birth), dt.date(2026, 11, 25)) is ok
+
+
+@pytest.mark.parametrize(
+    ("birth", "owners"),
+    [("2012-11-26", ("child",)), ("2012-11-25", ("self",)), ("1950-01-01", ("self",))],
+)
+def test_the_person_owns_an_archive_and_a_young_childs_parents_own_its(birth: str, owners: tuple[str, ...]) -> None:
+    assert owner_relations(dt.date.fromisoformat(birth), dt.date(2026, 11, 25)) == owners
+
+
+@pytest.mark.parametrize(
+    ("relation", "owners", "ok"),
+    [
+        ("self", ("self",), False),  # another "self": ask the institution
+        ("child", ("self",), True),
+        ("other", ("self",), True),
+        ("child", ("child",), False),  # the child's other parent
+        ("other", ("child",), True),
+    ],
+)
+def test_an_owner_may_remove_any_binding_but_another_owners(relation: str, owners: tuple[str, ...], ok: bool) -> None:
+    assert owner_may_remove(relation, owners) is ok
 
 
 def test_codes_are_six_digits_and_vary() -> None:

@@ -21,7 +21,7 @@ from ..crypto import KeyRing
 from ..db.models import Archive, Binding, Identity
 from ..errors import NotFound
 from .person import PERSON_IDS, person_identity_ids
-from .rules import RELATION_LABELS, owner_relations
+from .rules import RELATION_LABELS, owner_may_remove, owner_relations
 from .service import Caller, archive_owner_relations
 
 BINDINGS = Binding.__table__
@@ -98,9 +98,9 @@ class BoundArchives:
         return items[0]
 
     async def bindings_of(self, caller: Caller, archive_public_id: str) -> list[dict[str, Any]]:
-        """Every identity bound to an archive — only for its owner (bound as ``self``)."""
+        """Every identity bound to an archive — only for its owners (``rules.owner_relations``)."""
         async with self._sessions.begin() as s:
-            archive = await self._owned(s, caller, archive_public_id)
+            archive, owners = await self._owned(s, caller, archive_public_id)
             rows = (
                 await s.execute(
                     select(Binding, Identity.channel)
@@ -119,8 +119,9 @@ class BoundArchives:
                     "channel": "公众号" if channel == "oa" else "小程序",
                     "bound_at": b.created_at.isoformat(),
                     "is_me": b.identity_id in mine,
-                    # Another "self" binding cannot be removed by an owner (see unbind).
-                    "removable": b.identity_id not in mine and b.relation != "self",
+                    # Another owner's binding cannot be removed (see unbind).
+                    "removable": b.identity_id not in mine and owner_may_remove(b.relation, owners),
+                    "owner": b.relation in owners,
                 }
                 for b, channel in rows
             ]
@@ -130,15 +131,8 @@ class BoundArchives:
         async with self._sessions.begin() as s:
             binding = (await s.execute(BINDING_OF, {"me": caller.identity_id, "binding": binding_public_id})).first()
             mine = binding is not None and bool(binding.mine)
-            # One's own binding, or — for an owner — someone else's, but never another owner's
-            # "self": whoever can read the archive's phone could otherwise evict its person.
-            allowed = binding is not None and (
-                mine
-                or (
-                    binding.relation != "self"
-                    and await self._owns(s, await person_identity_ids(s, caller.identity_id), binding.archive_id)
-                )
-            )
+            # One's own binding, or — for an owner — someone else's, but never another owner's.
+            allowed = binding is not None and (mine or await self._may_remove(s, caller, binding))
             if binding is None or not allowed:
                 audit.by_identity(
                     s, caller, "unbind", binding.archive_id if binding else None, result="denied", reason="not_found"
@@ -150,8 +144,17 @@ class BoundArchives:
                 s, caller, "unbind", binding.archive_id, detail={"relation": binding.relation, "by_owner": not mine}
             )
 
-    async def _owns(self, s: AsyncSession, identity_ids: list[int], archive_id: int) -> bool:
-        relations = await archive_owner_relations(s, self._keys, archive_id, self._clock.today())
+    async def _may_remove(self, s: AsyncSession, caller: Caller, binding: Any) -> bool:
+        owners = await archive_owner_relations(s, self._keys, binding.archive_id, self._clock.today())
+        if not owner_may_remove(binding.relation, owners):
+            return False
+        return await self._owns(s, await person_identity_ids(s, caller.identity_id), binding.archive_id, owners)
+
+    async def _owns(
+        self, s: AsyncSession, identity_ids: list[int], archive_id: int, relations: tuple[str, ...] | None = None
+    ) -> bool:
+        if relations is None:
+            relations = await archive_owner_relations(s, self._keys, archive_id, self._clock.today())
         row = await s.scalar(
             select(Binding.id).where(
                 Binding.archive_id == archive_id, Binding.identity_id.in_(identity_ids), Binding.relation.in_(relations)
@@ -159,16 +162,18 @@ class BoundArchives:
         )
         return row is not None
 
-    async def _owned(self, s: AsyncSession, caller: Caller, archive_public_id: str) -> Archive:
+    async def _owned(self, s: AsyncSession, caller: Caller, archive_public_id: str) -> tuple[Archive, tuple[str, ...]]:
+        """The archive, if the caller owns it, with the relations that own it."""
         mine = await person_identity_ids(s, caller.identity_id)
         archive = (await s.scalars(select(Archive).where(Archive.public_id == archive_public_id))).first()
-        if archive is None or not await self._owns(s, mine, archive.id):
+        owners = owner_relations(_birth(open_fields(self._keys, archive)), self._clock.today()) if archive else ()
+        if archive is None or not await self._owns(s, mine, archive.id, owners):
             audit.by_identity(
                 s, caller, "bindings_read", archive.id if archive else None, result="denied", reason="not_owner"
             )
             await s.commit()
             raise NotFound("未找到这份档案，或您不是档案本人")
-        return archive
+        return archive, owners
 
 
 def _reason(decision_reason: str) -> str | None:

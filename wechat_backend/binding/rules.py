@@ -66,8 +66,16 @@ def relation_allowed(relation: str, birth_date: date, today: date) -> bool:
 
 def owner_relations(birth_date: date, today: date) -> tuple[str, ...]:
     """Who speaks for an archive — is told of new bindings, sees them and may remove them: the
-    person bound as oneself, or for a child under 14 (who cannot be) the guardians."""
-    return ("self",) if age_on(birth_date, today) >= GUARDIAN_ONLY_UNDER else GUARDIAN_RELATIONS
+    person bound as oneself, or for a child under 14 (who cannot be) those bound as its parents
+    (the archive is their 子女). Other family may bind a young child too, but do not own it."""
+    return ("self",) if age_on(birth_date, today) >= GUARDIAN_ONLY_UNDER else ("child",)
+
+
+def owner_may_remove(relation: str, owners: tuple[str, ...]) -> bool:
+    """An owner may remove anyone else's binding of the archive except another owner's: whoever
+    can read the registered phone could otherwise evict the person, or a parent, with one code.
+    Two owners who do not know each other ask the institution."""
+    return relation not in owners
 
 
 def new_code() -> str:
