@@ -402,6 +402,9 @@ class BindingService:
             return "identity_full", _cap_error("identity_full", self._limits_cfg)
         return None
 
+    def _visible(self, row: Row[Any], fields: dict[str, Any]) -> bool:
+        return decide(row, fields, place_from(row), self._clock.today()).visible
+
     def _archive_refusal(self, req: BindRequest, found: Found, state: CallerState) -> Refusal | None:
         """Why the matched archive cannot be bound by this caller, or None."""
         place = place_from(found.row)
@@ -451,7 +454,11 @@ class BindingService:
                 id_number=req.id_number,
                 archive_no=req.archive_no,
             )
-            if m is not None and found is None:
+            if m is not None and (
+                found is None or (not self._visible(found.row, found.fields) and self._visible(row, fields))
+            ):
+                # One person may have two archives under one ID number (an old one closed after a
+                # move): the one they can see wins, or the hidden one would answer not_open forever.
                 found = Found(row, fields, m.target)
             elif _names_this(fields, req):
                 named = (row.id, "phone_mismatch" if names_match(req.name, fields.get("name")) else "name_mismatch")
