@@ -7,7 +7,6 @@ from typing import Any
 
 from tornado.web import url
 
-from wechat_backend.binding import parse_bind_request
 from wechat_backend.errors import Unavailable
 
 from .base import BaseHandler, public
@@ -52,8 +51,7 @@ class ConsentHandler(ApiHandler):
 
 class BindStartHandler(ApiHandler):
     async def post(self) -> None:
-        req = parse_bind_request(self.json_body(), self.services.clock.today())
-        self.write_json(await self.services.binding.start(self.caller, req), 201)
+        self.write_json(await self.services.binding.start_from(self.caller, self.json_body()), 201)
 
 
 class BindResendHandler(ApiHandler):

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 from tornado.web import url
 
-from wechat_backend.binding import parse_bind_request
 from wechat_backend.binding.rules import RELATION_LABELS, RELATIONS
 from wechat_backend.clock import LOCAL_ZONE
 from wechat_backend.errors import AppError, ConsentRequired, NotLoggedIn, TooLarge
@@ -127,8 +126,7 @@ class BindFormHandler(ResidentPage):
         self.render_form({"relation": "self"}, None)
 
     async def post(self) -> None:
-        req = parse_bind_request(self.form(), self.services.clock.today())
-        started = await self.services.binding.start(self.caller, req)
+        started = await self.services.binding.start_from(self.caller, self.form())
         self.remember_sent_to(started["bind_id"], started["phone"])
         self.redirect(self.reverse_url("resident_bind_code", started["bind_id"]))
 

@@ -119,6 +119,8 @@ async def test_someone_elses_bind_id_is_not_found_and_costs_the_owner_nothing(re
         r = await attacker.verify(bind_id, guess)
         assert r.status_code == 404 and r.json()["error"] == "not_found"
     assert (await attacker.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 404
+    assert await audit_reasons(services, "bind_verify") == ["unknown_bind_id", "unknown_bind_id"]
+    assert await audit_reasons(services, "bind_resend") == ["unknown_bind_id"]
     async with services.sessions() as s:
         assert await s.scalar(select(BindAttempt.tries)) == 0
     assert await bindings(services) == 0
@@ -153,7 +155,11 @@ async def test_a_bad_check_digit_is_bad_input_on_the_field_before_any_lookup(res
     r = await me.start(ELDER, id_number=bad)
     assert r.status_code == 400 and r.json()["error"] == "bad_input" and r.json()["field"] == "id_number"
     assert bad not in r.text
-    assert await audit_reasons(services, "bind_start") == []
+    # A failed attempt all the same: audited with the field, never its value, and no archive.
+    async with services.sessions() as s:
+        (row,) = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "bind_start"))).all()
+    assert (row.result, row.reason, row.archive_id, row.detail) == ("failed", "bad_input", None, {"field": "id_number"})
+    assert await me.inbox(person(ELDER)["phone"]) == []
 
 
 async def test_sql_and_html_in_the_name_are_just_a_mismatch(resident: Any) -> None:

@@ -215,6 +215,24 @@ class BindingService:
 
     # ------------------------------------------------------------------ start / resend
 
+    async def start_from(self, caller: Caller, body: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`start` for a submitted form or JSON body. A field that fails its check is a
+        failed attempt too: audited (which field, never its value) before the 400."""
+        try:
+            req = parse_bind_request(body, self._clock.today())
+        except BadInput as exc:
+            async with self._sessions.begin() as s:
+                audit.by_identity(
+                    s,
+                    caller,
+                    "bind_start",
+                    result="failed",
+                    reason="bad_input",
+                    detail={"field": exc.extra.get("field")},
+                )
+            raise
+        return await self.start(caller, req)
+
     async def start(self, caller: Caller, req: BindRequest) -> dict[str, Any]:
         # One session throughout: it keeps its connection across the two Redis checks, which costs
         # less than giving it back and taking another. Nothing is written (no lock is held) before
@@ -263,7 +281,7 @@ class BindingService:
 
     async def resend(self, caller: Caller, bind_id: str) -> dict[str, Any]:
         async with self._sessions() as s:
-            attempt = await self._attempt(s, caller, bind_id)
+            attempt = await self._attempt(s, caller, bind_id, "bind_resend")
             refusal: AppError | None = None
             if attempt.status not in self._resendable(attempt):
                 refusal = _finished(attempt.status)
@@ -321,7 +339,7 @@ class BindingService:
                 await s.execute(COUNT_TRY, {"bind_id": bind_id, "me": caller.identity_id, "max_tries": max_tries})
             ).first()
             if counted is None:  # not the caller's, finished, or used up: say which
-                attempt = await self._attempt(s, caller, bind_id)
+                attempt = await self._attempt(s, caller, bind_id, "bind_verify")
                 used_up = attempt.status == "sent"
                 refusal = ("used_up", _locked()) if used_up else (attempt.status, _finished(attempt.status))
                 await _refuse(s, caller, "bind_verify", attempt.archive_id, refusal)
@@ -470,8 +488,9 @@ class BindingService:
             names_match(req.name, decoy["name"])
         return found, None if found else named
 
-    async def _attempt(self, s: AsyncSession, caller: Caller, bind_id: str) -> BindAttempt:
-        """The caller's own attempt; anyone else's ``bind_id`` is simply not found."""
+    async def _attempt(self, s: AsyncSession, caller: Caller, bind_id: str, action: str) -> BindAttempt:
+        """The caller's own attempt; anyone else's ``bind_id`` is simply not found (and audited
+        under ``action``)."""
         if not isinstance(bind_id, str) or not 1 <= len(bind_id) <= 24:
             raise NotFound("未找到这次绑定，请重新开始")
         attempt = (
@@ -482,7 +501,7 @@ class BindingService:
             )
         ).first()
         if attempt is None:
-            audit.by_identity(s, caller, "bind_verify", result="denied", reason="unknown_bind_id")
+            audit.by_identity(s, caller, action, result="denied", reason="unknown_bind_id")
             await s.commit()
             raise NotFound("未找到这次绑定，请重新开始")
         return attempt
