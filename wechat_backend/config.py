@@ -121,6 +121,7 @@ class LimitsSettings:
     resend_after_seconds: int = 60
     codes_per_phone_hour: int = 5
     codes_per_phone_day: int = 10
+    codes_per_day_total: int = 20000
     bind_starts_per_identity_day: int = 10
     bind_starts_per_ip_hour: int = 30
     archives_per_identity: int = 5

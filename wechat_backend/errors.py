@@ -64,8 +64,10 @@ class TooLarge(AppError):
 class RateLimited(AppError):
     code, status = "rate_limited", 429
 
-    def __init__(self, retry_after: int):
-        super().__init__(f"操作过于频繁，请 {retry_after} 秒后再试", headers={"Retry-After": str(retry_after)})
+    def __init__(self, retry_after: int, message: str | None = None):
+        super().__init__(
+            message or f"操作过于频繁，请 {retry_after} 秒后再试", headers={"Retry-After": str(retry_after)}
+        )
 
 
 class Unavailable(AppError):

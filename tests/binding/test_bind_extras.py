@@ -4,17 +4,20 @@ behind a trusted proxy, and the mini-program and official-account identities of 
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from handlers import api
 from wechat_backend.binding import BindingService, Caller, parse_bind_request
-from wechat_backend.db.models import BindAttempt, Identity
-from wechat_backend.errors import Unavailable
+from wechat_backend.db.models import AuditEvent, BindAttempt, Identity
+from wechat_backend.errors import RateLimited, Unavailable
 from wechat_backend.sms.console import ConsoleSender
 
-from .conftest import ELDER, person
+from .conftest import ELDER, PARENT_OF_CHILD_PHONE, TEEN, person
 
 
 async def test_a_provider_failure_marks_the_attempt_failed_and_says_what_to_do(resident: Any, people: Any) -> None:
@@ -47,6 +50,38 @@ async def test_a_provider_failure_marks_the_attempt_failed_and_says_what_to_do(r
     assert attempt.status == "failed" and attempt.code_hash is None and attempt.outcome in ("error", "timeout")
     assert counted and counted[0][0] == "console"
     assert await me.inbox(person(ELDER)["phone"]) == []
+
+
+async def test_the_daily_cap_over_all_phones_refuses_and_raises_the_alarm(
+    resident: Any, people: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, services = people
+    me = await resident()
+    async with services.sessions() as s:
+        identity_id = await s.scalar(select(Identity.id).where(Identity.channel == "mp"))
+    settings = replace(services.settings, limits=replace(services.settings.limits, codes_per_day_total=2))
+    binding = BindingService(
+        settings,
+        sessions=services.sessions,
+        keyring=services.keyring,
+        limits=services.binding._limits,
+        sms=services.sms,
+        consent=services.consent,
+        clock=services.clock,
+    )
+    caller = Caller(identity_id, "r", "127.0.0.1")
+    today = services.clock.today()
+    for n in (ELDER, TEEN):  # two people, two phones: within the cap
+        await binding.start(caller, parse_bind_request({**person(n), "relation": "self"}, today))
+    third = person(PARENT_OF_CHILD_PHONE)
+    with pytest.raises(RateLimited) as refused:
+        await binding.start(caller, parse_bind_request({**third, "relation": "self"}, today))
+    assert "上限" in refused.value.message and int(refused.value.headers["Retry-After"]) > 0
+    assert await me.inbox(third["phone"]) == []
+    assert any(r.levelno == logging.ERROR and "daily cap" in r.getMessage() for r in caplog.records)
+    async with services.sessions() as s:
+        reasons = (await s.scalars(select(AuditEvent.reason).where(AuditEvent.action == "bind_code"))).all()
+    assert "daily_cap" in reasons
 
 
 async def test_sends_are_counted_in_metrics(resident: Any, people: Any) -> None:

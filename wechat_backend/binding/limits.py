@@ -26,10 +26,11 @@ log = logging.getLogger("wechat_backend.binding.limits")
 REDIS_TIMEOUT = 1.0
 
 # KEYS: one sorted set per window. ARGV: now_ms, member, then (window_ms, limit) per key.
-# Returns 0 when the event was recorded everywhere, else the ms until the tightest window frees.
+# Returns {0, 0} when the event was recorded everywhere, else {ms until the tightest full window
+# frees, that window's 1-based index}.
 _TAKE = """
 local now = tonumber(ARGV[1])
-local wait = 0
+local wait, which = 0, 0
 for i, key in ipairs(KEYS) do
   local window = tonumber(ARGV[1 + 2 * i])
   local limit = tonumber(ARGV[2 + 2 * i])
@@ -37,15 +38,15 @@ for i, key in ipairs(KEYS) do
   if redis.call('ZCARD', key) >= limit then
     local oldest = redis.call('ZRANGE', key, -limit, -limit, 'WITHSCORES')
     local free_at = tonumber(oldest[2]) + window
-    if free_at - now > wait then wait = free_at - now end
+    if free_at - now > wait then wait, which = free_at - now, i end
   end
 end
-if wait > 0 then return wait end
+if wait > 0 then return {wait, which} end
 for i, key in ipairs(KEYS) do
   redis.call('ZADD', key, now, ARGV[2])
   redis.call('PEXPIRE', key, tonumber(ARGV[1 + 2 * i]))
 end
-return 0
+return {0, 0}
 """
 
 
@@ -58,6 +59,15 @@ class Window:
     limit: int
 
 
+class WindowFull(RateLimited):
+    """Over a limit: :class:`RateLimited`, knowing which window was full."""
+
+    def __init__(self, retry_after: int, window: Window) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+        self.window = window
+
+
 class RateLimits:
     def __init__(self, redis: aioredis.Redis | None, clock: Clock) -> None:
         self._redis = redis
@@ -65,7 +75,7 @@ class RateLimits:
         self._script = redis.register_script(_TAKE) if redis is not None else None
 
     async def take(self, windows: Sequence[Window], what: str) -> None:
-        """Record one event in every window, or raise :class:`RateLimited` with the wait."""
+        """Record one event in every window, or raise :class:`WindowFull` with the wait."""
         if not windows:
             return
         if self._script is None:
@@ -76,10 +86,10 @@ class RateLimits:
             args += [w.seconds * 1000, w.limit]
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
-                wait_ms = int(await self._script(keys=[w.key for w in windows], args=args))
+                wait_ms, which = (int(x) for x in await self._script(keys=[w.key for w in windows], args=args))
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("rate limits unavailable (%s) for %s: refusing", type(exc).__name__, what)
             raise Unavailable() from None
         if wait_ms > 0:
             log.info("rate limit reached for %s", what)
-            raise RateLimited(retry_after_seconds((now_ms + wait_ms) / 1000, now_ms / 1000))
+            raise WindowFull(retry_after_seconds((now_ms + wait_ms) / 1000, now_ms / 1000), windows[which - 1])

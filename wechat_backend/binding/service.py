@@ -28,7 +28,17 @@ from ..clock import Clock
 from ..config import Settings
 from ..crypto import KeyRing
 from ..db.models import Archive, BindAttempt, Binding, Identity, Notification
-from ..errors import AppError, BadInput, Conflict, ConsentRequired, Mismatch, NotFound, NotOpen, Unavailable
+from ..errors import (
+    AppError,
+    BadInput,
+    Conflict,
+    ConsentRequired,
+    Mismatch,
+    NotFound,
+    NotOpen,
+    RateLimited,
+    Unavailable,
+)
 from ..ids import new_public_id
 from ..notify import Outbox, Push
 from ..notify.outbox import LEASE
@@ -36,7 +46,7 @@ from ..privacy import mask_name, mask_phone
 from ..sms import BindCodeSms, SmsResult, SmsSender
 from ..validators import InvalidValue, parse_archive_no, parse_id_number, parse_mobile, parse_name
 from .consent import NOTICE_VERSION, ConsentService
-from .limits import RateLimits, Window
+from .limits import RateLimits, Window, WindowFull
 from .notice import KIND as NOTICE
 from .person import IDENTITIES, PERSON_IDS, CallerState, caller_state, person_identity_ids
 from .rules import (
@@ -200,6 +210,7 @@ class BindingService:
         self._limits_cfg = settings.limits
         self._policy = settings.privacy
         self._prefix = settings.redis.key_prefix
+        self._all_codes_key = f"{self._prefix}:rl:codes:all"
         self._sessions = sessions
         self._keys = keyring
         self._limits = limits
@@ -541,6 +552,8 @@ class BindingService:
                 Window(key + ":gap", cfg.resend_after_seconds, 1),
                 Window(key + ":hour", 3600, cfg.codes_per_phone_hour),
                 Window(key + ":day", 86400, cfg.codes_per_phone_day),
+                # Every phone together: the SMS budget, against bombing spread over many numbers.
+                Window(self._all_codes_key, 86400, cfg.codes_per_day_total),
             ],
             "bind code",
         )
@@ -549,7 +562,12 @@ class BindingService:
         """None when every window had room (the event is counted), else the limit's refusal."""
         try:
             await self._limits.take(windows, what)
-        except AppError as exc:  # over a limit, or Redis unreachable
+        except WindowFull as exc:
+            if exc.window.key != self._all_codes_key:
+                return exc.code, exc
+            log.error("SMS daily cap reached (%d codes in 24 h): bind codes are refused", exc.window.limit)
+            return "daily_cap", RateLimited(exc.retry_after, "今天发送的验证码已达上限，请明天再试或联系建档机构")
+        except AppError as exc:  # Redis unreachable
             return exc.code, exc
         return None
 
