@@ -93,6 +93,7 @@ RAISED_LIMITS = {
     "resend_after_seconds": 1,  # a user comes back to the same phone after a whole slice, seconds later
     "codes_per_phone_hour": 1_000_000,
     "codes_per_phone_day": 1_000_000,
+    "codes_per_day_total": 1_000_000,
     "bind_starts_per_identity_day": 1_000_000,
     "bind_starts_per_ip_hour": 1_000_000,
 }
