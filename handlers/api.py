@@ -39,8 +39,8 @@ class ConsentHandler(ApiHandler):
     @public
     async def get(self) -> None:
         notice = self.services.consent.notice()
-        if self.current_user is not None:
-            notice["agreed"] = await self.services.consent.has_agreed(self.current_user.identity_id)
+        if self.current_user is not None and self.current_user.kind == "resident":
+            notice["agreed"] = await self.services.consent.has_agreed(self.caller.identity_id)
         self.write_json(notice)
 
     async def post(self) -> None:

@@ -50,7 +50,8 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def caller(self) -> Caller:
         """The logged-in identity, with what the audit log keeps about the request."""
-        if self.current_user is None:
+        # A staff session's id names a staff account, not an identity: never act as a resident.
+        if self.current_user is None or self.current_user.kind != "resident":
             raise NotLoggedIn()
         return Caller(self.current_user.identity_id, self.request_id, self.client_ip)
 

@@ -191,6 +191,18 @@ async def test_without_login_nothing_happens(people: Any) -> None:
         assert r.status_code == 401
 
 
+async def test_a_staff_session_is_not_a_residents(resident: Any, people: Any) -> None:
+    _, services = people
+    me = await resident()
+    await me.bind(ELDER)
+    async with services.sessions() as s:
+        identity_id = await s.scalar(select(Identity.id).where(Identity.channel == "mp"))
+    # The same number as a staff account's id must not open that identity's archives.
+    staff = await services.web_sessions.open(identity_id, kind="staff")
+    r = await me.client.get(me.base + "/api/v1/archives", headers={"Authorization": f"Bearer {staff}"})
+    assert r.status_code == 401 and r.json()["error"] == "not_logged_in"
+
+
 async def test_five_archives_per_identity(resident: Any, people: Any, clock: Any) -> None:
     _, services = people
     me = await resident()
