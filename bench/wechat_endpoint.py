@@ -178,14 +178,16 @@ async def _serve_wechat(cfg: dict[str, Any]) -> None:
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from wechat_backend.app import make_app
+    from wechat_backend.app import make_app, settle_heap
 
     settings = bench_settings(Path(cfg["data_dir"]), cfg["key_prefix"])
     services = await build_services(settings)
     try:
         redis_pid = harness.pin_embedded_redis(services, cfg["client_cpu"])
         sockets = bind_sockets(0, "127.0.0.1")
-        server = HTTPServer(make_app(services), xheaders=False)  # as `wechat-backend serve` (app.listen)
+        app = make_app(services)
+        settle_heap()  # as `wechat-backend serve`
+        server = HTTPServer(app, xheaders=False)  # as `wechat-backend serve` (app.listen)
         server.add_sockets(sockets)
         await harness.serve_until_sigterm(sockets[0].getsockname()[1], redis_pid, cfg.get("profile_path", ""))
         server.stop()

@@ -324,8 +324,11 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 async def _run_http(
     services: Any, make_app: Callable[[Any], Any], on_ready: Callable[[], Awaitable[None]] | None = None
 ) -> None:
+    from .app import settle_heap
+
     s = services.settings.server
     app = make_app(services)
+    settle_heap()
     server = app.listen(s.port, address=s.host, xheaders=False, max_body_size=MAX_BODY_BYTES)
     stop = _stop_on_signals()
     log.info("listening on %s:%s", s.host, s.port)
