@@ -18,7 +18,7 @@ from wechat_backend.db.models import AuditEvent, BindAttempt, Binding, Identity
 from wechat_backend.errors import Unavailable
 from wechat_backend.validators import id_check_char
 
-from .conftest import CLOSED_COUNTY, ELDER, NOT_OPENED, SENSITIVE, person
+from .conftest import CLOSED_COUNTY, ELDER, NOT_OPENED, PARENT_OF_CHILD_PHONE, SENSITIVE, TEEN, person
 
 
 async def bindings(services: Any) -> int:
@@ -145,6 +145,45 @@ async def test_sms_bombing_is_refused_by_the_minute_and_by_the_hour(resident: An
     clock.advance(seconds=3600)
     messages = await me.inbox(phone)
     assert len({m["text"] for m in messages}) == 5
+
+
+async def test_resends_use_up_the_persons_start_allowance(resident: Any, people: Any, clock: Any) -> None:
+    # Ten codes a day per person, whether asked for by a start or a resend: otherwise each of the
+    # ten starts could be resent until its phone's own limits (10 a day) stopped it.
+    _, services = people
+    assert services.settings.limits.bind_starts_per_identity_day == 10
+    me = await resident()
+    for n in (ELDER, TEEN):  # two phones, five codes each: no phone reaches its own limits
+        bind_id = (await me.start(n)).json()["bind_id"]
+        for _ in range(4):
+            clock.advance(seconds=61)
+            assert (await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 200
+        assert len(await me.inbox(person(n)["phone"])) == 5
+    clock.advance(seconds=3601)  # the phones' hourly windows are free again, the person's day is not
+    await me.login()  # (the login session timed out meanwhile)
+    again = await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})
+    eleventh = await me.start(PARENT_OF_CHILD_PHONE)
+    for refused in (again, eleventh):
+        assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) > 3600
+    assert len(await me.inbox(person(TEEN)["phone"])) == 5
+    assert await me.inbox(person(PARENT_OF_CHILD_PHONE)["phone"]) == []
+    assert (await audit_reasons(services, "bind_resend"))[-1] == "rate_limited"
+
+
+async def test_a_malformed_code_is_audited_and_costs_no_try(resident: Any, people: Any) -> None:
+    _, services = people
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    for typed in ("12345", "１２３４５６", "12 345", "abcdef"):
+        r = await me.verify(bind_id, typed)
+        assert r.status_code == 400 and r.json()["field"] == "code", typed
+        assert r.json()["message"] == "请输入短信中的6位数字验证码"
+    assert await audit_reasons(services, "bind_verify") == ["bad_input"] * 4
+    async with services.sessions() as s:
+        assert await s.scalar(select(BindAttempt.tries)) == 0
+    code = await me.last_code(person(ELDER)["phone"])
+    assert (await me.verify(bind_id, code)).status_code == 200
 
 
 async def test_a_bad_check_digit_is_bad_input_on_the_field_before_any_lookup(resident: Any, people: Any) -> None:

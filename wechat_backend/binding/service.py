@@ -253,7 +253,7 @@ class BindingService:
             state = await caller_state(s, caller.identity_id, NOTICE_VERSION)
             # Refusals that depend only on the caller come before any lookup, so they say nothing
             # about whether the typed details match an archive.
-            refusal = self._caller_refusal(state) or await self._take_start(caller, state)
+            refusal = self._caller_refusal(state) or await self._take_start(caller, state.person_key)
             if refusal is not None:
                 await _refuse(s, caller, "bind_start", None, refusal)
             found, named = await self._find(s, caller, req)
@@ -310,6 +310,12 @@ class BindingService:
                 audit.by_identity(s, caller, "bind_resend", archive.id, result="denied", reason=reason)
                 await s.commit()
                 raise refusal
+            # A resend sends a code as a start does: it counts against the person's and the
+            # address's allowances too, or resends would multiply them (30 starts × 10 codes).
+            person = (await person_identity_ids(s, caller.identity_id))[0]
+            limited = await self._take_start(caller, person)
+            if limited is not None:
+                await _refuse(s, caller, "bind_resend", archive.id, limited)
             phone = fields.get(attempt.target) or ""
             limited = await self._take_phone(phone)
             if limited is not None:
@@ -340,6 +346,12 @@ class BindingService:
     async def verify(self, caller: Caller, bind_id: str, code: str) -> dict[str, Any]:
         code = (code or "").strip() if isinstance(code, str) else ""
         if not (len(code) == 6 and code.isascii() and code.isdigit()):
+            # Audited as every failed attempt is, but not counted as a try: it cannot be a guess,
+            # and an elderly person's slip of the finger should not use up the code.
+            async with self._sessions.begin() as s:
+                audit.by_identity(
+                    s, caller, "bind_verify", result="failed", reason="bad_input", detail={"field": "code"}
+                )
             raise BadInput("code", "请输入短信中的6位数字验证码")
         if not isinstance(bind_id, str) or not 1 <= len(bind_id) <= 24:
             raise NotFound("未找到这次绑定，请重新开始")
@@ -533,13 +545,14 @@ class BindingService:
             "last_sent_at": now,
         }
 
-    async def _take_start(self, caller: Caller, state: CallerState) -> Refusal | None:
+    async def _take_start(self, caller: Caller, person_key: int) -> Refusal | None:
+        """One start (or resend) against the client address's and the person's allowances."""
         cfg = self._limits_cfg
         return await self._take(
             [
                 Window(self._rl_key("ip", rate_subject(caller.client_ip or "-")), 3600, cfg.bind_starts_per_ip_hour),
                 # Per person: identities linked by unionid share one allowance.
-                Window(self._rl_key("identity", str(state.person_key)), 86400, cfg.bind_starts_per_identity_day),
+                Window(self._rl_key("identity", str(person_key)), 86400, cfg.bind_starts_per_identity_day),
             ],
             "bind start",
         )
