@@ -48,6 +48,11 @@ public id every time that archive is bound, never another archive's), each list 
 binding; every start delivered one SMS; the server's log has no ERROR line and no traceback.
 A failed check exits 1 after printing and saving; a missed target prints MISSED and exits 0.
 
+**Floor** — then the same load on ``bench/binding_floor.py``, a server doing the round trip's I/O
+(the same statements, Redis calls and SMS post) and nothing else; printed beside the real figures
+with their ratios (``--no-floor`` skips it). ``--rate R``: round trips arrive R a second (Poisson)
+instead of the closed loop, each to an idle user; waits for a free user are reported.
+
 ``--profile`` runs the server under cProfile (its figures are then not comparable) and prints the
 top functions. Results go to stdout as a table and to ``bench/results/binding-<UTC timestamp>.json``
 and ``binding-latest.json``; progress goes to stderr. Nothing personal (synthetic or not) is printed.
@@ -62,6 +67,7 @@ import datetime as dt
 import json
 import math
 import os
+import random
 import re
 import secrets
 import sys
@@ -73,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import binding_floor
 import harness
 import tornado
 from harness import DEFAULT_PG_URL, PROJECT, RESULTS, BenchError, log, ms, percentile, verdict
@@ -228,6 +235,14 @@ async def forget_keys(url: str, prefix: str) -> int:
 # --------------------------------------------------------------------------- the server child
 
 
+def floor_main(config_path: str) -> int:
+    """The floor server (``binding_floor``): settings as the real server's, for its Redis."""
+    cfg = harness.child_config(config_path)
+    settings = bench_settings(Path(cfg["data_dir"]), cfg["db_url"], cfg["key_prefix"])
+    asyncio.run(binding_floor.serve(cfg, settings))
+    return 0
+
+
 def child_main(config_path: str) -> int:
     """The server: pinned first (threads it starts inherit the CPU), logging as ``serve`` sets it up."""
     cfg = harness.child_config(config_path)
@@ -262,10 +277,6 @@ async def _serve(cfg: dict[str, Any]) -> None:
     finally:
         await services.close()
     harness.announce({"stopped": True})
-
-
-def start_server(cfg: dict[str, Any], tmp: Path) -> harness.ServerChild:
-    return harness.start_child("the server", [str(Path(__file__).resolve()), "--child"], cfg, tmp / "server")
 
 
 # --------------------------------------------------------------------------- HTTP, both ways
@@ -414,6 +425,7 @@ class Run:
         self.error_count = 0
         self.archive_ids: dict[str, str] = {}  # ID number -> the public id verify returned
         self.id_owners: dict[str, str] = {}
+        self.queued: list[float] = []  # --rate: how long arrivals in the window waited for a free user
 
     def in_window(self, ended: float) -> bool:
         return self.window_start <= ended <= self.window_end
@@ -471,25 +483,26 @@ async def setup_user(n: int, port: int, people: list[Person]) -> User:
     return User(conn, token, people)
 
 
-async def round_trip(user: User, run: Run, inbox: Inbox) -> None:
-    """start → code → verify → list → unbind for the user's next archive, every answer checked."""
+async def round_trip(user: User, run: Run, inbox: Inbox) -> float:
+    """start → code → verify → list → unbind for the user's next archive, every answer checked.
+    Returns when the start was sent."""
     person = user.people[user.next % len(user.people)]
     user.next += 1
     conn, token = user.conn, user.token
     began = time.perf_counter()
     _, started, _ = await run.call(conn, "start", "POST", "/api/v1/bind/start", person.start_body(), token)
     if started is None:
-        return
+        return began
     if started.get("phone") != mask_phone(person.phone):
         run.fail("bind/start: the masked phone is not the archive's")
     code = inbox.take(person.phone)
     if code is None:
         run.fail("bind/start answered 201 but no code reached the inbox")
-        return
+        return began
     body = {"bind_id": started.get("bind_id"), "code": code}
     _, bound, verified = await run.call(conn, "verify", "POST", "/api/v1/bind/verify", body, token)
     if bound is None:
-        return
+        return began
     if run.in_window(verified):
         run.latencies["start→verify"].append(verified - began)
     archive_id, binding_id = str(bound.get("id")), str(bound.get("binding_id"))
@@ -506,10 +519,11 @@ async def round_trip(user: User, run: Run, inbox: Inbox) -> None:
             run.fail(f"archives: {len(shown)} archives listed, expected just the one bound")
     status, _, unbound = await run.call(conn, "unbind", "DELETE", f"/api/v1/bindings/{binding_id}", token=token)
     if status != EXPECTED["unbind"]:
-        return
+        return began
     run.trips += 1
     if run.in_window(unbound):
         run.latencies["start→unbind"].append(unbound - began)
+    return began
 
 
 def _is_archive_of(bound: dict[str, Any], person: Person) -> bool:
@@ -530,6 +544,43 @@ async def user_loop(user: User, run: Run, inbox: Inbox) -> None:
         except CallFailed as exc:
             run.fail(str(exc))
             return  # the connection is no longer usable
+
+
+async def paced_arrivals(users: list[User], run: Run, inbox: Inbox, rate: float) -> None:
+    """``--rate``: round trips arrive at ``rate`` a second (Poisson, seeded) and each goes to an idle
+    user; with every user busy the arrival waits for one, and that wait is recorded — it is part of
+    what a resident would see, so leaving it out would flatter an overloaded server."""
+    rng = random.Random(1)
+    idle: asyncio.Queue[User] = asyncio.Queue()
+    for user in users:
+        idle.put_nowait(user)
+    loop = asyncio.get_running_loop()
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(user: User, arrived: float) -> None:
+        try:
+            began = await round_trip(user, run, inbox)
+        except CallFailed as exc:
+            run.fail(str(exc))
+            return  # the connection is no longer usable: the user is not given back
+        if began is not None and run.in_window(arrived):
+            run.queued.append(began - arrived)
+        idle.put_nowait(user)
+
+    due = loop.time()
+    while not run.stopping:
+        due += rng.expovariate(rate)
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if run.stopping:
+            break
+        arrived = time.perf_counter()
+        user = await idle.get()
+        task = asyncio.create_task(one(user, arrived))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    await asyncio.gather(*in_flight)
 
 
 async def healthz_loop(conn: Connection, run: Run, every: float) -> None:
@@ -560,11 +611,15 @@ async def drive(
     log(f"set-up: {args.users} sandbox users log in to the mini-program and give consent ...")
     users = [await setup_user(i + 1, server.port, slices[i]) for i in range(args.users)]
     probe = await Connection.open(server.port)
+    pace = f"{args.rate:g} round trips/s arriving" if args.rate else "binding in a loop"
     log(
-        f"load: {args.users} users binding in a loop + /healthz every {args.healthz_every * 1000:g} ms;"
+        f"load: {args.users} users {pace} + /healthz every {args.healthz_every * 1000:g} ms;"
         f" {args.warmup:g} s warm-up + {args.seconds:g} s ..."
     )
-    tasks = [asyncio.create_task(user_loop(u, run, inbox)) for u in users]
+    if args.rate:
+        tasks = [asyncio.create_task(paced_arrivals(users, run, inbox, args.rate))]
+    else:
+        tasks = [asyncio.create_task(user_loop(u, run, inbox)) for u in users]
     prober = asyncio.create_task(healthz_loop(probe, run, args.healthz_every))
     await asyncio.sleep(args.warmup)
     cpu0 = (harness.cpu_seconds(server.pid), time.process_time(), harness.cpu_seconds(server.redis_pid))
@@ -582,7 +637,7 @@ async def drive(
         task.cancel()
     await asyncio.gather(*tasks, prober, return_exceptions=True)
     if pending:
-        run.fail(f"{len(pending)} users still busy {DRAIN_TIMEOUT:.0f} s after the window")
+        run.fail(f"load still busy {DRAIN_TIMEOUT:.0f} s after the window")
     for task in [*tasks, prober]:
         if not task.cancelled() and task.exception() is not None:
             run.fail(f"a load task stopped: {type(task.exception()).__name__}")
@@ -681,26 +736,48 @@ async def _measure(
     counts: dict[str, int],
     import_seconds: float,
 ) -> dict[str, Any]:
-    inbox = Inbox()
-    inbox_port = await inbox.start()
     cfg = {
         "server_cpu": cpus[0],
         "client_cpu": cpus[1],
         "data_dir": str(tmp),
         "db_url": db_url,
         "key_prefix": key_prefix,
-        "sms_endpoint": f"http://127.0.0.1:{inbox_port}",
         "profile_path": str(args.profile_path) if args.profile else "",
     }
-    server = await asyncio.to_thread(start_server, cfg, tmp)
+    result = await run_phase("--child", cfg, tmp / "server", people, args)
+    if args.floor:
+        log("floor: the same load on a server that does the round trip's I/O and nothing else ...")
+        floor_cfg = cfg | {"data_dir": str(tmp / "floor"), "profile_path": ""}
+        (tmp / "floor").mkdir()
+        floor = await run_phase("--floor-child", floor_cfg, tmp / "floor-server", people, args)
+        result["failures"] += [f"floor: {failure}" for failure in floor.pop("failures")]
+        result["floor"] = floor
+    if os.environ.get("REDIS_URL"):
+        await forget_keys(os.environ["REDIS_URL"], key_prefix)
+    result["data"] = {
+        "lines": counts,
+        "bindable": len(people),
+        "per_user": len(people) // args.users,
+        "import_seconds": import_seconds,
+    }
+    return result
+
+
+async def run_phase(
+    child: str, cfg: dict[str, Any], stem: Path, people: list[Person], args: argparse.Namespace
+) -> dict[str, Any]:
+    """One server child (``--child``: the real one, ``--floor-child``: the floor) under the load."""
+    inbox = Inbox()
+    cfg = cfg | {"sms_endpoint": f"http://127.0.0.1:{await inbox.start()}"}
+    server = await asyncio.to_thread(
+        harness.start_child, "the server", [str(Path(__file__).resolve()), child], cfg, stem
+    )
     try:
         run, window = await drive(server, inbox, people, args)
         await asyncio.to_thread(server.stop)
     finally:
         await asyncio.to_thread(server.kill)
         await inbox.stop()
-    if os.environ.get("REDIS_URL"):
-        await forget_keys(os.environ["REDIS_URL"], key_prefix)
     seen = server_log(server.stderr_path, window["wall"])
     seconds = window["seconds"]
     starts_ok = run.statuses["start"][EXPECTED["start"]]
@@ -729,16 +806,11 @@ async def _measure(
         },
         "round_trips": {trip: summarise(run.latencies[trip], seconds) for trip in TRIPS},
         "round_trips_all": run.trips,
+        "queued": summarise(run.queued, seconds) | {"waited": sum(1 for q in run.queued if q > 0.001)},
         "window_seconds": seconds,
         "cpu": window["cpu"],
         "sms_received": inbox.received,
         "server_log": {k: seen[k] for k in ("errors", "tracebacks", "warnings")},
-        "data": {
-            "lines": counts,
-            "bindable": len(people),
-            "per_user": len(people) // args.users,
-            "import_seconds": import_seconds,
-        },
         "failures": failures,
     }
 
@@ -746,24 +818,53 @@ async def _measure(
 # --------------------------------------------------------------------------- output
 
 
-def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    steps, trips = result["steps"], result["round_trips"]
+def _table(phase: dict[str, Any]) -> None:
+    """Per call and per round trip, as the users saw them."""
     print(
         f"{'call':<31}{'count':>8}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
         f"{'server p50':>12}{'server p99':>12}"
     )
     for step in LABELS:
-        s = steps[step]
+        s = phase["steps"][step]
         print(
             f"{LABELS[step]:<31}{s['count']:>8,}{s['per_second']:>8.1f}{ms(s['p50_ms']):>8}{ms(s['p95_ms']):>8}"
             f"{ms(s['p99_ms']):>8}{ms(s['max_ms']):>8}{ms(s['server_p50_ms']):>12}{ms(s['server_p99_ms']):>12}"
         )
     print(f"{'round trip':<31}{'count':>8}{'trips/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}")
-    for trip, t in trips.items():
+    for trip, t in phase["round_trips"].items():
         print(
             f"{trip:<31}{t['count']:>8,}{t['per_second']:>8.1f}{ms(t['p50_ms']):>8}{ms(t['p95_ms']):>8}"
             f"{ms(t['p99_ms']):>8}{ms(t['max_ms']):>8}"
         )
+
+
+def _cpu_per_trip(phase: dict[str, Any]) -> float:
+    """Server CPU seconds per completed round trip (nan when none completed)."""
+    rate = phase["round_trips"]["start→unbind"]["per_second"]
+    return phase["cpu"]["server"] / rate if rate else math.nan
+
+
+def _floor_report(result: dict[str, Any]) -> dict[str, Any]:
+    """The floor's table and the ratios of the real server's figures to it."""
+    floor, steps = result["floor"], result["steps"]
+    print("floor — the same load on a server doing only the round trip's I/O (bench/binding_floor.py):")
+    _table(floor)
+    ratios = {step: steps[step]["p99_ms"] / floor["steps"][step]["p99_ms"] for step in STEPS}
+    cpu = _cpu_per_trip(result) / _cpu_per_trip(floor)
+    print(
+        "server ÷ floor, same run: p99 "
+        + ", ".join(f"{step} {ratio:.1f}×" for step, ratio in ratios.items())
+        + f"; CPU per round trip {_cpu_per_trip(result) * 1000:.1f} ÷ {_cpu_per_trip(floor) * 1000:.1f} ms"
+        f" = {cpu:.1f}×; floor's server CPU {floor['cpu']['server']:.0%}"
+    )
+    floor_ok = all(floor["steps"][step]["p99_ms"] < P99_TARGET_MS for step in STEPS)
+    print(f"the floor itself {'meets' if floor_ok else 'misses'} p99 < {P99_TARGET_MS:.0f} ms on this machine")
+    return {"p99_ratio": ratios, "cpu_per_trip_ratio": cpu, "floor_meets_target": floor_ok}
+
+
+def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    steps, trips = result["steps"], result["round_trips"]
+    _table(result)
     targets: dict[str, Any] = {}
     for step in STEPS:
         p99 = steps[step]["p99_ms"]
@@ -783,16 +884,25 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
         f" ms, start→unbind {ms(trips['start→unbind']['p99_ms'])} ms;"
         f" /healthz p99 {ms(steps['healthz']['p99_ms'])} ms"
     )
+    if "floor" in result:
+        result["against_floor"] = _floor_report(result)
     cpu = result["cpu"]
     trip_rate = trips["start→unbind"]["per_second"]
     call_rate = sum(steps[s]["per_second"] for s in STEPS)
     redis = f", embedded redis-server (client's CPU) {cpu['redis']:.0%}" if cpu["redis"] is not None else ""
-    per_trip = f"; server CPU per round trip {cpu['server'] / trip_rate * 1000:.1f} ms" if trip_rate else ""
+    per_trip = f"; server CPU per round trip {_cpu_per_trip(result) * 1000:.1f} ms" if trip_rate else ""
     print(
         f"CPU during the window: server {cpu['server']:.0%}, load generator + SMS inbox {cpu['client']:.0%}"
         f"{redis}{per_trip}"
     )
-    if call_rate:
+    if args.rate:
+        q = result["queued"]
+        print(
+            f"open loop: {args.rate:g} round trips/s offered (Poisson), {trip_rate:.1f}/s completed, at most"
+            f" {args.users} in flight; {q['waited']:,} of {q['count']:,} arrivals waited > 1 ms for a free user"
+            f" (p99 wait {ms(q['p99_ms'])} ms, max {ms(q['max_ms'])} ms)"
+        )
+    elif call_rate:
         print(
             f"closed loop: each user sends its next call as soon as the last is answered, so the mean call latency is"
             f" users / calls per second = {args.users} / {call_rate:,.0f} = {args.users / call_rate * 1000:.1f} ms"
@@ -820,8 +930,9 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
     )
     if args.profile:
         print("PROFILED RUN: the server ran under cProfile; its figures are not comparable")
+    pace = f"at {args.rate:g} round trips/s" if args.rate else "without pause"
     print(
-        f"{args.users} users, /healthz every {args.healthz_every * 1000:g} ms, {args.warmup:g} s warm-up,"
+        f"{args.users} users {pace}, /healthz every {args.healthz_every * 1000:g} ms, {args.warmup:g} s warm-up,"
         f" {result['window_seconds']:.1f} s window; limits raised: "
         + ", ".join(f"{k}={v:,}" for k, v in RAISED_LIMITS.items())
     )
@@ -838,11 +949,13 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
         "machine": machine,
         "options": {
             "users": args.users,
+            "rate": args.rate,
             "seconds": args.seconds,
             "warmup": args.warmup,
             "archives": args.archives,
             "seed": args.seed,
             "healthz_every": args.healthz_every,
+            "floor": args.floor,
             "pg_url": args.pg_url_shown,
             "profile": args.profile,
             "limits": RAISED_LIMITS,
@@ -870,8 +983,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run on PostgreSQL: a fresh wb_bench_* database on this server, dropped afterwards"
         f" (without a value: $DATABASE_URL_PG or {DEFAULT_PG_URL}); default SQLite",
     )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="round trips arriving per second (Poisson), at most --users at once; default: users loop without pause",
+    )
+    p.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor (the same load on a server doing only the round trip's I/O)",
+    )
     p.add_argument("--profile", action="store_true", help="run the server under cProfile")
     args = p.parse_args(argv)
+    if args.rate is not None and args.rate <= 0:
+        p.error("--rate must be > 0")
     if args.seconds <= 0 or args.warmup < 0 or args.users < 1 or args.archives < 1 or args.healthz_every <= 0:
         p.error("--seconds, --users, --archives and --healthz-every must be > 0, --warmup >= 0")
     return args
@@ -881,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child_main(argv[1])
+    if argv[:1] == ["--floor-child"]:
+        return floor_main(argv[1])
     args = parse_args(argv)
     cpus = harness.pin_load_generator("bench/binding.py")
     stamp = harness.utc_stamp()
