@@ -31,6 +31,7 @@ from typing import Any
 import harness
 import httpx
 import redis.asyncio as aioredis
+import tornado.escape
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
