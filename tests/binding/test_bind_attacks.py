@@ -171,6 +171,19 @@ async def test_resends_use_up_the_persons_start_allowance(resident: Any, people:
     assert (await audit_reasons(services, "bind_resend"))[-1] == "rate_limited"
 
 
+async def test_a_resend_refused_within_the_minute_costs_no_allowance(resident: Any, people: Any, clock: Any) -> None:
+    # An impatient press of 重新发送, again and again, must not use up the day's ten binds.
+    me = await resident()
+    bind_id = (await me.start(ELDER)).json()["bind_id"]
+    for _ in range(12):
+        early = await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})
+        assert early.status_code == 429 and int(early.headers["Retry-After"]) <= 60
+    clock.advance(seconds=61)
+    assert (await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 200
+    assert (await me.start(TEEN)).status_code == 201
+    assert len(await me.inbox(person(ELDER)["phone"])) == 2
+
+
 async def test_a_malformed_code_is_audited_and_costs_no_try(resident: Any, people: Any) -> None:
     _, services = people
     me = await resident()

@@ -312,14 +312,15 @@ class BindingService:
                 raise refusal
             # A resend sends a code as a start does: it counts against the person's and the
             # address's allowances too, or resends would multiply them (30 starts × 10 codes).
+            # All windows in one call, so a resend refused (say, within the phone's minute) costs
+            # no allowance: pressing 重新发送 too early must not use up a day's binds.
             person = (await person_identity_ids(s, caller.identity_id))[0]
-            limited = await self._take_start(caller, person)
-            if limited is not None:
-                await _refuse(s, caller, "bind_resend", archive.id, limited)
             phone = fields.get(attempt.target) or ""
-            limited = await self._take_phone(phone)
+            starts = self._start_windows(caller, person)
+            limited = await self._take([*starts, *self._phone_windows(phone)], "bind resend")
             if limited is not None:
-                await _refuse(s, caller, "bind_code", archive.id, limited)
+                full = getattr(limited[1], "window", None)
+                await _refuse(s, caller, "bind_resend" if full in starts else "bind_code", archive.id, limited)
             code = new_code()
             row = await s.get(BindAttempt, attempt.id, with_for_update=True, populate_existing=True)
             if row is None or row.status not in self._resendable(row):
@@ -546,30 +547,31 @@ class BindingService:
         }
 
     async def _take_start(self, caller: Caller, person_key: int) -> Refusal | None:
-        """One start (or resend) against the client address's and the person's allowances."""
-        cfg = self._limits_cfg
-        return await self._take(
-            [
-                Window(self._rl_key("ip", rate_subject(caller.client_ip or "-")), 3600, cfg.bind_starts_per_ip_hour),
-                # Per person: identities linked by unionid share one allowance.
-                Window(self._rl_key("identity", str(person_key)), 86400, cfg.bind_starts_per_identity_day),
-            ],
-            "bind start",
-        )
+        return await self._take(self._start_windows(caller, person_key), "bind start")
 
     async def _take_phone(self, phone: str) -> Refusal | None:
+        return await self._take(self._phone_windows(phone), "bind code")
+
+    def _start_windows(self, caller: Caller, person_key: int) -> list[Window]:
+        """A start's (or resend's) allowances: the client address's and the person's."""
+        cfg = self._limits_cfg
+        return [
+            Window(self._rl_key("ip", rate_subject(caller.client_ip or "-")), 3600, cfg.bind_starts_per_ip_hour),
+            # Per person: identities linked by unionid share one allowance.
+            Window(self._rl_key("identity", str(person_key)), 86400, cfg.bind_starts_per_identity_day),
+        ]
+
+    def _phone_windows(self, phone: str) -> list[Window]:
+        """A code's limits: the phone's gap, hour and day, and the SMS budget over all phones."""
         cfg = self._limits_cfg
         key = self._rl_key("phone", phone)
-        return await self._take(
-            [
-                Window(key + ":gap", cfg.resend_after_seconds, 1),
-                Window(key + ":hour", 3600, cfg.codes_per_phone_hour),
-                Window(key + ":day", 86400, cfg.codes_per_phone_day),
-                # Every phone together: the SMS budget, against bombing spread over many numbers.
-                Window(self._all_codes_key, 86400, cfg.codes_per_day_total),
-            ],
-            "bind code",
-        )
+        return [
+            Window(key + ":gap", cfg.resend_after_seconds, 1),
+            Window(key + ":hour", 3600, cfg.codes_per_phone_hour),
+            Window(key + ":day", 86400, cfg.codes_per_phone_day),
+            # Every phone together: the SMS budget, against bombing spread over many numbers.
+            Window(self._all_codes_key, 86400, cfg.codes_per_day_total),
+        ]
 
     async def _take(self, windows: list[Window], what: str) -> Refusal | None:
         """None when every window had room (the event is counted), else the limit's refusal."""
