@@ -12,8 +12,8 @@ Per call, as the real server runs them (counted in PostgreSQL's statement log an
 statistics on a run of the real server, 27 statements and 6 Redis calls per round trip):
 
 - every API call: the login session from Redis (GET);
-- start: one transaction of 9 statements (BEGIN, 2 reads, 3 writes, COMMIT, and the two rate-limit
-  scripts between the reads), the SMS, then one of 4 (BEGIN, 2 writes, COMMIT);
+- start: one transaction of 7 statements (BEGIN, 2 reads, 3 writes, COMMIT) with the two rate-limit
+  scripts after each read, the SMS, then one of 4 (BEGIN, 2 writes, COMMIT);
 - verify: one transaction of 9 (BEGIN, 3 reads, 4 writes, COMMIT);
 - list: 2 statements, no transaction (a read and its audit row, autocommit);
 - unbind: one transaction of 5 (BEGIN, a read, 2 writes, COMMIT) — 27 in all.
@@ -46,8 +46,8 @@ WRITE = "INSERT INTO floor_rows (v) VALUES ($1)"
 
 
 class Database:
-    """asyncpg on PostgreSQL (a pool, as the real server's), or one aiosqlite connection on SQLite
-    (as the real server holds one): reads, writes and transactions of them."""
+    """asyncpg on PostgreSQL (a pool as large as the real server's), or one aiosqlite connection on
+    SQLite (as the real server holds one, with its pragmas): reads, writes and transactions of them."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -60,11 +60,15 @@ class Database:
             import aiosqlite
 
             self._sqlite = await aiosqlite.connect(self.url.split("///", 1)[1], isolation_level=None)
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):  # as the real engine sets them
+                await self._sqlite.execute(f"PRAGMA {pragma}")
             await self._sqlite.execute("CREATE TABLE IF NOT EXISTS floor_rows (id INTEGER PRIMARY KEY, v TEXT)")
         else:
             import asyncpg
 
-            self._pool = await asyncpg.create_pool(harness.dsn(harness.normalised_url(self.url)), min_size=5)
+            # As large as the real server's may grow ([database] pool_size 10 + as many overflow).
+            url = harness.dsn(harness.normalised_url(self.url))
+            self._pool = await asyncpg.create_pool(url, min_size=10, max_size=20)
             await self._pool.execute("CREATE TABLE IF NOT EXISTS floor_rows (id serial PRIMARY KEY, v text)")
 
     async def close(self) -> None:
