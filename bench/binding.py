@@ -934,7 +934,7 @@ def report(result: dict[str, Any], machine: dict[str, Any], args: argparse.Names
         "server p50/p99: the server's own request time (its access log: request read to response written);"
         " the rest of a call's latency is the connection and the load generator"
     )
-    if cpu["server"] < BUSY_SERVER:
+    if cpu["server"] < BUSY_SERVER and not args.rate:  # with --rate an idle share is the point
         print(
             f"WARNING: the server process got {cpu['server']:.0%} of its CPU: something else ran on it,"
             " or it waited (database, Redis, locks) rather than computed"
