@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from wechat_backend.binding.limits import RateLimits, Window
+from wechat_backend.rate_limits import RateLimits, Window
 from wechat_backend.binding.rules import (
     match,
     names_match,

@@ -1,8 +1,8 @@
 """Binding WeChat identities to archives with an SMS code: consent, the bind flow, bound archives."""
 
+from ..rate_limits import RateLimits
 from .bound import BoundArchives
 from .consent import NOTICE_VERSION, ConsentService
-from .limits import RateLimits
 from .service import BindingService, BindRequest, Caller, parse_bind_request
 
 __all__ = [

@@ -83,11 +83,6 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
 
 
-def retry_after_seconds(available_at: float, now: float) -> int:
-    """Whole seconds until ``available_at`` (at least 1), for ``Retry-After``."""
-    return max(1, int(available_at - now + 0.999))
-
-
 def cap_refusal(
     archive_id: int,
     bound: frozenset[int],

@@ -43,10 +43,10 @@ from ..ids import new_public_id
 from ..notify import Outbox, Push
 from ..notify.outbox import LEASE
 from ..privacy import mask_name, mask_phone
+from ..rate_limits import RateLimits, Window, WindowFull
 from ..sms import BindCodeSms, SmsResult, SmsSender
 from ..validators import InvalidValue, parse_archive_no, parse_id_number, parse_mobile, parse_name
 from .consent import NOTICE_VERSION, ConsentService
-from .limits import RateLimits, Window, WindowFull
 from .notice import KIND as NOTICE
 from .person import IDENTITIES, PERSON_IDS, CallerState, caller_state, person_identity_ids
 from .rules import (

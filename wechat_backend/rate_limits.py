@@ -1,4 +1,4 @@
-"""Rolling-window limits of the binding flow, kept in Redis and failing closed.
+"""Rolling-window rate limits (the binding flow's, the login callback's), kept in Redis, failing closed.
 
 Each limit is a sorted set of event times (ms) per subject. :meth:`RateLimits.take` checks several
 windows at once and records the event in all of them only when every one has room, in a single
@@ -17,11 +17,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..clock import Clock
-from ..errors import RateLimited, Unavailable
-from .rules import retry_after_seconds
+from .clock import Clock
+from .errors import RateLimited, Unavailable
 
-log = logging.getLogger("wechat_backend.binding.limits")
+log = logging.getLogger("wechat_backend.rate_limits")
 
 REDIS_TIMEOUT = 1.0
 
@@ -48,6 +47,11 @@ for i, key in ipairs(KEYS) do
 end
 return {0, 0}
 """
+
+
+def retry_after_seconds(available_at: float, now: float) -> int:
+    """Whole seconds until ``available_at`` (at least 1), for ``Retry-After``."""
+    return max(1, int(available_at - now + 0.999))
 
 
 @dataclass(frozen=True)
