@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,6 @@ def test_unknown_environment_variable_is_refused(tmp_path: Path) -> None:
 
 
 def test_keys_from_environment(tmp_path: Path) -> None:
-    import base64
-
     k = base64.b64encode(bytes(16)).decode()
     s = load_settings(
         environ={"WB_SECURITY_KEYS": f"k1={k},k2={k}", "WB_SECURITY_ACTIVE_KEY": "k2"}, overrides=demo(tmp_path)
@@ -108,6 +107,10 @@ def test_production_with_every_secret_starts(tmp_path: Path) -> None:
     assert not (tmp_path / "secrets.toml").exists()  # nothing generated in production
 
 
+def b64_of(n: int) -> str:
+    return base64.b64encode(bytes(range(n))).decode()
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -116,11 +119,97 @@ def test_production_with_every_secret_starts(tmp_path: Path) -> None:
         ({"WB_SMS_PROVIDER": "console"}, "provider"),
         ({"WB_SANDBOX_ENABLED": "true"}, "sandbox"),
         ({"WB_SERVER_PUBLIC_BASE_URL": "http://jk.example.cn"}, "public_base_url"),
+        ({"WB_SERVER_DEBUG": "true"}, "[server] debug"),
+        ({"WB_SERVER_COOKIE_SECRET": "x" * 31}, "[server] cookie_secret"),
+        ({"WB_SECURITY_INGEST_HMAC_KEY": b64_of(31)}, "[security] ingest_hmac_key"),
+        ({"WB_SECURITY_INGEST_HMAC_KEY": "not base64: " + "x" * 44}, "[security] ingest_hmac_key"),
+        ({"WB_WECHAT_ENCODING_AES_KEY": "a" * 42}, "[wechat] encoding_aes_key"),
     ],
 )
 def test_production_refuses_to_start_naming_the_setting(tmp_path: Path, change: dict, named: str) -> None:
-    with pytest.raises(ConfigError, match=named):
+    with pytest.raises(ConfigError) as exc:
         load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), **change})
+    assert named in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.weixin.qq.com/",  # not https
+        "https://api.weixin.qq.com.evil.cn/",  # a look-alike host
+        "https://evil.cn/api.weixin.qq.com/",  # WeChat's host in the path
+        "https://api.weixin.qq.com@evil.cn/",  # ... as user info
+        "https://evil.cn\\@api.weixin.qq.com/",  # a browser's host is evil.cn
+        "https://api.weixin.qq.com:8443/",  # another port
+        "https://open.weixin.qq.com/",  # WeChat's, but not the API's host
+        "https://api.weixin.qq.com/sandbox/",  # the sandbox's path
+        "https://api.weixin.qq.com/sandbox",
+        "https://jk.example.cn/sandbox/",  # the demo's setting: our own sandbox
+        "https://[api.weixin.qq.com/",  # not even a URL
+    ],
+)
+def test_production_refuses_an_api_base_url_that_is_not_wechat(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), "WB_WECHAT_API_BASE_URL": url})
+    assert "[wechat] api_base_url" in str(exc.value) and "api.weixin.qq.com" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://open.weixin.qq.com/",
+        "https://open.weixin.qq.com.evil.cn/",
+        "https://evil.cn\\@open.weixin.qq.com/",
+        "https://api.weixin.qq.com/",  # WeChat's, but not the authorize page's host
+        "https://open.weixin.qq.com/sandbox/",
+        "https://jk.example.cn/sandbox/",
+    ],
+)
+def test_production_refuses_an_open_base_url_that_is_not_wechat(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), "WB_WECHAT_OPEN_BASE_URL": url})
+    assert "[wechat] open_base_url" in str(exc.value) and "open.weixin.qq.com" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["api.weixin.qq.com", "api2.weixin.qq.com", "sh.api.weixin.qq.com", "sz.api.weixin.qq.com", "hk.api.weixin.qq.com"],
+)
+def test_production_starts_with_wechat_s_api_host_or_a_backup_host(tmp_path: Path, host: str) -> None:
+    urls = {"WB_WECHAT_API_BASE_URL": f"https://{host}/", "WB_WECHAT_OPEN_BASE_URL": "https://open.weixin.qq.com"}
+    s = load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), **urls})
+    assert s.wechat.api_base_url == f"https://{host}/"
+
+
+def test_production_compares_wechat_s_host_case_insensitively(tmp_path: Path) -> None:
+    urls = {
+        "WB_WECHAT_API_BASE_URL": "https://API.Weixin.QQ.com/",
+        "WB_WECHAT_OPEN_BASE_URL": "HTTPS://OPEN.weixin.qq.com/",
+    }
+    assert load_settings(environ={**PROD_SECRETS, "WB_SERVER_DATA_DIR": str(tmp_path), **urls})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a" * 42,  # too short
+        "a" * 44,  # too long
+        "a" * 42 + "!",  # not base64
+        b64_of(32)[:42] + "=",  # with one more "=": 31 bytes
+    ],
+)
+def test_a_malformed_encoding_aes_key_is_refused_in_demo_mode_too(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={"WB_WECHAT_ENCODING_AES_KEY": key}, overrides=demo(tmp_path))
+    assert "[wechat] encoding_aes_key" in str(exc.value) and "43" in str(exc.value)
+
+
+def test_the_demo_s_generated_encoding_aes_key_and_wechat_s_format_load(tmp_path: Path) -> None:
+    generated = load_settings(environ={}, overrides=demo(tmp_path)).wechat.encoding_aes_key
+    assert len(generated) == 43
+    given = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 letters and digits, as WeChat gives them
+    s = load_settings(environ={"WB_WECHAT_ENCODING_AES_KEY": given}, overrides=demo(tmp_path))
+    assert s.wechat.encoding_aes_key == given
 
 
 def test_example_config_loads_and_documents_every_setting(tmp_path: Path) -> None:

@@ -8,11 +8,14 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import make_settings
+from local_server import serving
 from sms_fakes import (
     ALIYUN_KEY_ID,
     ALIYUN_KEY_SECRET,
@@ -27,9 +30,10 @@ from sms_fakes import (
 )
 from test_sandbox_platform import running_sandbox
 from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
 
 from wechat_backend.config import ConfigError, Settings
-from wechat_backend.sms import MESSAGES, OUTCOMES, BindCodeSms, SmsResult, SmsSender, make_sender
+from wechat_backend.sms import MESSAGES, OUTCOMES, BindCodeSms, SmsResult, SmsSender, console_inbox_url, make_sender
 
 PHONE = "13912345678"
 MASKED = "139****5678"
@@ -243,9 +247,7 @@ async def test_console_puts_the_text_in_the_sandbox_inbox(
     assert inbox["phone"] == PHONE and inbox["text"] == SMS.text()
 
 
-async def test_console_endpoint_overrides_the_wechat_base_url(
-    tmp_path: Path, senders: Callable[[Settings], SmsSender]
-) -> None:
+async def test_console_endpoint_is_the_inbox_when_set(tmp_path: Path, senders: Callable[[Settings], SmsSender]) -> None:
     async with running_sandbox(tmp_path) as sandbox:
         settings = settings_for(tmp_path, endpoint=sandbox.base + "/sandbox")
         assert settings.wechat.api_base_url != sandbox.base + "/sandbox/"
@@ -256,7 +258,103 @@ async def test_console_endpoint_overrides_the_wechat_base_url(
     assert (missed.outcome, missed.provider_code) == ("error", "http_404")
 
 
-async def test_console_without_an_inbox_is_an_error_not_an_exception(
+class _Recorder(RequestHandler):
+    """Answers every request 201 and keeps (method, path, body): a stand-in that counts."""
+
+    def initialize(self, seen: list[tuple[str, str, Any]]) -> None:
+        self.seen = seen
+
+    def check_xsrf_cookie(self) -> None:
+        return
+
+    def get(self) -> None:
+        self.seen.append(("GET", self.request.path, None))
+        self.set_status(201)
+
+    def post(self) -> None:
+        self.seen.append(("POST", self.request.path, json.loads(self.request.body or b"null")))
+        self.set_status(201)
+
+
+@asynccontextmanager
+async def recording() -> AsyncIterator[tuple[str, list[tuple[str, str, Any]]]]:
+    """``(base url, requests seen)`` of a local server that accepts anything."""
+    seen: list[tuple[str, str, Any]] = []
+    async with serving(Application([(r"/.*", _Recorder, {"seen": seen})], log_function=lambda h: None)) as base:
+        yield base, seen
+
+
+def console_settings(tmp_path: Path, *, wechat_api: str, public: str, sandbox: bool, endpoint: str = "") -> Settings:
+    """Demo mode, the console provider; ``wechat_api`` stands in for WeChat's real host."""
+    return make_settings(
+        tmp_path,
+        "sqlite+aiosqlite:///:memory:",
+        "redis://127.0.0.1:1/0",
+        server={"public_base_url": public},
+        wechat={"api_base_url": wechat_api + "/", "open_base_url": wechat_api + "/"},
+        sandbox={"enabled": sandbox},
+        sms={"provider": "console", "endpoint": endpoint},
+    )
+
+
+async def test_console_with_the_sandbox_off_and_no_endpoint_posts_nothing_anywhere(
+    tmp_path: Path, senders: Callable[[Settings], SmsSender], caplog: pytest.LogCaptureFixture
+) -> None:
+    # `serve` in demo mode with the sandbox off: api_base_url is WeChat's real host (here a stand-in
+    # that counts), and neither it nor our own address may receive the phone and the code.
+    caplog.set_level(logging.DEBUG)
+    async with recording() as (wechat, to_wechat), recording() as (ours, to_us):
+        sender = senders(console_settings(tmp_path, wechat_api=wechat, public=ours, sandbox=False))
+        result = await sender.send(PHONE, SMS)
+    assert to_wechat == [] and to_us == []
+    assert result == SmsResult("error", MESSAGES["error"], "no_inbox")
+    assert_private(caplog, result)
+    (line,) = [r for r in caplog.records if r.name == "wechat_backend.sms"]
+    assert line.levelno == logging.WARNING and MASKED in line.getMessage() and "no_inbox" in line.getMessage()
+
+
+async def test_console_posts_to_the_endpoint_when_set_and_nowhere_else(
+    tmp_path: Path, senders: Callable[[Settings], SmsSender]
+) -> None:
+    async with recording() as (wechat, to_wechat), recording() as (inbox, to_inbox):
+        settings = console_settings(tmp_path, wechat_api=wechat, public=wechat, sandbox=False, endpoint=inbox + "/")
+        assert (await senders(settings).send(PHONE, SMS)).ok
+    assert to_inbox == [("POST", "/api/sms", {"phone": PHONE, "text": SMS.text()})]
+    assert to_wechat == []
+
+
+async def test_console_posts_to_this_process_s_own_sandbox_in_demo_mode(
+    tmp_path: Path, senders: Callable[[Settings], SmsSender]
+) -> None:
+    # The sandbox is mounted at public_base_url + "/sandbox/", whatever api_base_url says.
+    async with recording() as (wechat, to_wechat), recording() as (ours, to_us):
+        settings = console_settings(tmp_path, wechat_api=wechat, public=ours + "/", sandbox=True)
+        assert (await senders(settings).send(PHONE, SMS)).ok
+    assert to_us == [("POST", "/sandbox/api/sms", {"phone": PHONE, "text": SMS.text()})]
+    assert to_wechat == []
+
+
+def test_console_inbox_url_is_the_endpoint_or_the_own_sandbox_in_demo_mode_only(tmp_path: Path) -> None:
+    def settings(*, sandbox: bool, endpoint: str = "") -> Settings:
+        return console_settings(
+            tmp_path,
+            wechat_api="https://api.weixin.qq.com",
+            public="https://jk.example.cn",
+            sandbox=sandbox,
+            endpoint=endpoint,
+        )
+
+    assert console_inbox_url(settings(sandbox=False)) is None
+    assert console_inbox_url(settings(sandbox=True)) == "https://jk.example.cn/sandbox/api/sms"
+    assert console_inbox_url(settings(sandbox=True, endpoint="http://127.0.0.1:9/x/")) == "http://127.0.0.1:9/x/api/sms"
+    assert console_inbox_url(settings(sandbox=False, endpoint="http://127.0.0.1:9")) == "http://127.0.0.1:9/api/sms"
+    # A production server never mounts the sandbox (and its configuration refuses both anyway).
+    demo = settings(sandbox=True)
+    production = replace(demo, server=replace(demo.server, mode="production"))
+    assert production.sandbox.enabled and console_inbox_url(production) is None
+
+
+async def test_console_inbox_that_does_not_listen_is_an_error_not_an_exception(
     tmp_path: Path, senders: Callable[[Settings], SmsSender], caplog: pytest.LogCaptureFixture
 ) -> None:
     result = await senders(settings_for(tmp_path, endpoint=closed_port_url())).send(PHONE, SMS)

@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 CONFIG_ENV = "WECHAT_BACKEND_CONFIG"
 
@@ -417,6 +418,18 @@ _REQUIRED_SECRETS = (
 )
 
 
+# The hosts production may call WeChat at: the API's main host and its backup hosts (same API, other
+# regions), and the host of the OAuth authorize page. Compared exactly with the URL's host name.
+WECHAT_API_HOSTS = (
+    "api.weixin.qq.com",
+    "api2.weixin.qq.com",
+    "sh.api.weixin.qq.com",
+    "sz.api.weixin.qq.com",
+    "hk.api.weixin.qq.com",
+)
+WECHAT_OPEN_HOSTS = ("open.weixin.qq.com",)
+
+
 def _check_production(s: Settings) -> None:
     for section, key in _REQUIRED_SECRETS:
         if not getattr(getattr(s, section), key):
@@ -427,6 +440,44 @@ def _check_production(s: Settings) -> None:
         raise ConfigError("生产模式不能开启 [sandbox] enabled")
     if not s.server.public_base_url.startswith("https://"):
         raise ConfigError("生产模式的 [server] public_base_url 必须以 https:// 开头")
+    if s.server.debug:
+        raise ConfigError("生产模式不能开启 [server] debug")
+    if len(s.server.cookie_secret) < 32:
+        raise ConfigError("生产模式的 [server] cookie_secret 至少需要 32 个字符（随机生成）")
+    if len(_b64(s.security.ingest_hmac_key, "[security] ingest_hmac_key")) < 32:
+        raise ConfigError("生产模式的 [security] ingest_hmac_key 应为至少 32 字节随机数的 base64")
+    for key, hosts in (("api_base_url", WECHAT_API_HOSTS), ("open_base_url", WECHAT_OPEN_HOSTS)):
+        if not _is_wechat_url(getattr(s.wechat, key), hosts):
+            allowed = "、".join(hosts)
+            raise ConfigError(f"生产模式的 [wechat] {key} 必须是微信官方的 https 地址（{allowed}），不能指向沙箱")
+
+
+def _is_wechat_url(url: str, hosts: tuple[str, ...]) -> bool:
+    """https, on one of ``hosts`` exactly, and not under ``/sandbox/``. The whole network location
+    must be the host: not a look-alike (``api.weixin.qq.com.evil.cn``), no port, and no user info
+    (a browser reads ``https://evil.cn\\@open.weixin.qq.com/`` as a page of evil.cn)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" in the host
+        return False
+    sandbox = (parts.path + "/").startswith("/sandbox/")
+    return parts.scheme == "https" and parts.netloc.lower() in hosts and not sandbox
+
+
+def _check_wechat(s: Settings) -> None:
+    """In every mode: a message key that WeChat cannot have given us would only fail later, on the
+    first encrypted message."""
+    key = s.wechat.encoding_aes_key
+    if key and not _is_encoding_aes_key(key):
+        raise ConfigError("[wechat] encoding_aes_key 应为公众平台给出的 43 位字符（EncodingAESKey）")
+
+
+def _is_encoding_aes_key(key: str) -> bool:
+    """43 characters that, with one ``=`` appended, are the base64 of 32 bytes (the AES-256 key)."""
+    try:
+        return len(key) == 43 and len(base64.b64decode(key + "=", validate=True)) == 32
+    except ValueError:
+        return False
 
 
 def _check_security(s: Settings) -> None:
@@ -482,6 +533,7 @@ def load_settings(
         settings = _build(Settings, _fill_missing(raw, generated), "config")
     else:
         _check_production(settings)
+    _check_wechat(settings)
     _check_security(settings)
     return settings
 

@@ -1,6 +1,6 @@
 """SMS for the binding code, behind one small interface (:class:`SmsSender`).
 
-* ``console`` (demo only): the message lands in the sandbox's SMS inbox.
+* ``console`` (demo only): the message lands in the sandbox's SMS inbox (see :func:`console_inbox_url`).
 * ``tencent``: 腾讯云短信 through ``tencentcloud-sdk-python-sms``.
 * ``aliyun``: 阿里云短信 through ``alibabacloud_dysmsapi20170525``.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..config import Settings
 from .sender import MESSAGES, OUTCOMES, BindCodeSms, SmsResult, SmsSender
 
-__all__ = ["MESSAGES", "OUTCOMES", "BindCodeSms", "SmsResult", "SmsSender", "make_sender"]
+__all__ = ["MESSAGES", "OUTCOMES", "BindCodeSms", "SmsResult", "SmsSender", "console_inbox_url", "make_sender"]
 
 
 def make_sender(settings: Settings) -> SmsSender:
@@ -31,4 +31,19 @@ def make_sender(settings: Settings) -> SmsSender:
         return AliyunSender(sms)
     from .console import ConsoleSender
 
-    return ConsoleSender(sms.endpoint or settings.wechat.api_base_url, sms.timeout_seconds)
+    return ConsoleSender(console_inbox_url(settings), sms.timeout_seconds)
+
+
+def console_inbox_url(settings: Settings) -> str | None:
+    """Where the ``console`` provider posts a phone number and its code in clear, or ``None``.
+
+    Only to an inbox someone chose for it: ``[sms] endpoint`` when set, else this process's own
+    sandbox, which is mounted only when ``[sandbox] enabled`` in demo mode. Never derived from
+    ``[wechat] api_base_url``: under ``serve`` with the sandbox off that is WeChat's real host, which
+    must not receive residents' phone numbers and codes. ``None``: no inbox, nothing is sent.
+    """
+    if settings.sms.endpoint:
+        return settings.sms.endpoint.rstrip("/") + "/api/sms"
+    if settings.sandbox.enabled and settings.is_demo:
+        return settings.server.public_base_url.rstrip("/") + "/sandbox/api/sms"
+    return None

@@ -1,5 +1,6 @@
-"""The demo's SMS: the message goes to the sandbox's SMS inbox (``POST <base>/api/sms``), where the
-sandbox's phone page shows it. Production configuration refuses this provider."""
+"""The demo's SMS: the message goes to an SMS inbox (``POST <inbox url>``): the sandbox's, whose phone
+page shows it, or ``[sms] endpoint``'s. Which one, if any, is :func:`~wechat_backend.sms.console_inbox_url`.
+Production configuration refuses this provider."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from .sender import BindCodeSms, SmsResult, log_result
 class ConsoleSender:
     provider = "console"
 
-    def __init__(self, base_url: str, timeout_seconds: float, *, transport: httpx.AsyncBaseTransport | None = None):
-        """``base_url`` is ``[sms] endpoint``, or else ``[wechat] api_base_url`` (the sandbox's)."""
-        self.url = base_url.rstrip("/") + "/api/sms"
+    def __init__(self, url: str | None, timeout_seconds: float, *, transport: httpx.AsyncBaseTransport | None = None):
+        """``url`` is the inbox's URL; ``None``: there is no inbox, and ``send`` posts nothing."""
+        self.url = url
         self.timeout_seconds = timeout_seconds
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds), follow_redirects=False, transport=transport
         )
 
     async def send(self, phone: str, sms: BindCodeSms) -> SmsResult:
+        if self.url is None:
+            return log_result(self.provider, phone, SmsResult.of("error", "no_inbox"))
         try:
             response = await self._client.post(self.url, json={"phone": phone, "text": sms.text()})
         except httpx.TimeoutException:
