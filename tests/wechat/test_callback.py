@@ -1,8 +1,13 @@
-"""The WeChat callback service, called directly: WeChat's sample values, dedupe, the 5 s budget."""
+"""The WeChat callback service, called directly: WeChat's sample values, dedupe, the 5 s budget.
+
+The settings carry the sample's EncodingAESKey, as production must, so pushes go encrypted (safe
+mode); plaintext mode is tested on a callback configured without a key, as it is only accepted then.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -33,9 +38,18 @@ from wechat_sample import (
 )
 
 from wechat_backend.app import Services
+from wechat_backend.config import Settings
 from wechat_backend.errors import BadInput, Forbidden, TooLarge
 from wechat_backend.wechat import replies
-from wechat_backend.wechat.callback import CONTACT_TTL, CallbackService, contact_key, dedup_id, dedup_key
+from wechat_backend.wechat.callback import (
+    CONTACT_TTL,
+    PLAINTEXT_REFUSED_TTL,
+    CallbackService,
+    contact_key,
+    dedup_id,
+    dedup_key,
+    plaintext_refused_key,
+)
 from wechat_backend.wechat.xml_guard import declares_markup
 
 HOME = "https://jkda.example.cn/r/home"
@@ -45,18 +59,31 @@ def at(timestamp: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC)
 
 
-def callback_with(services: Services, **kw: object) -> CallbackService:
+def callback_with(services: Services, settings: Settings | None = None, **kw: object) -> CallbackService:
     parts: dict[str, object] = {
         "sessions": services.sessions,
         "redis": services.redis.client if services.redis else None,
         "identities": services.identities,
         "clock": services.clock,
     }
-    return CallbackService(services.settings, **{**parts, **kw})  # type: ignore[arg-type]
+    return CallbackService(settings or services.settings, **{**parts, **kw})  # type: ignore[arg-type]
+
+
+def plain_callback(services: Services, **kw: object) -> CallbackService:
+    """A callback configured without an EncodingAESKey: plaintext mode, the only mode it accepts."""
+    wechat = dataclasses.replace(services.settings.wechat, encoding_aes_key="")
+    return callback_with(services, settings=dataclasses.replace(services.settings, wechat=wechat), **kw)
 
 
 async def push(cb: CallbackService, xml: str) -> str:
-    """A plaintext-mode push; the text of the reply ('' for success)."""
+    """A push as WeChat sends it in safe mode; the text of the reply ('' for success)."""
+    query, body = safe_request(xml)
+    reply = await cb.handle(query, body)
+    return "" if reply.body == "success" else element(open_envelope(reply.body), "Content")
+
+
+async def push_plain(cb: CallbackService, xml: str) -> str:
+    """A plaintext-mode push (for a callback configured without a key); the text of the reply."""
     reply = await cb.handle(plain_query(), xml.encode())
     return "" if reply.body == "success" else element(reply.body, "Content")
 
@@ -154,13 +181,130 @@ async def test_echo_check_refuses_a_bad_signature_or_a_missing_echostr(services:
         services.callback.echo(plain_query())
 
 
+# --------------------------------------------------------------------------- plaintext while a key is configured
+
+OTHER = "oOtherFollower0000000000000"
+
+
+async def subscribed(services: Services, openid: str = OPENID) -> bool | None:
+    identity = await services.identities.by_openid("oa", openid)
+    return None if identity is None else identity.subscribed
+
+
+async def marker(services: Services) -> tuple[bytes | None, int]:
+    assert services.redis is not None
+    mark = plaintext_refused_key(services.settings)
+    return await services.redis.client.get(mark), await services.redis.client.ttl(mark)
+
+
+async def test_a_signed_plaintext_unsubscribe_is_refused_while_a_key_is_configured(services: Services) -> None:
+    # The attack: `signature` covers token, timestamp and nonce only, so one logged URL signs any body.
+    cb = services.callback
+    await push(cb, fixture("event_subscribe"))
+    forged = fixture("event_unsubscribe", CreateTime="1409735690").encode()
+    with pytest.raises(Forbidden):
+        await cb.handle(plain_query(), forged)
+    assert await subscribed(services) is True
+    assert cb.counts["processed"] == 1 and cb.counts["plaintext_refused"] == 1
+    # the same event as WeChat sends it, encrypted, is acted on
+    assert await push(cb, fixture("event_unsubscribe", CreateTime="1409735690")) == ""
+    assert await subscribed(services) is False
+
+
+@pytest.mark.parametrize("body", [fixture("text"), BILLION_LAUGHS, "not xml"], ids=["text", "entities", "not-xml"])
+async def test_a_plaintext_push_is_refused_before_its_body_is_parsed_or_deduplicated(
+    services: Services, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = services.callback
+    with caplog.at_level(logging.INFO, logger="wechat_backend"), pytest.raises(Forbidden):
+        await cb.handle(plain_query(), body.encode())  # Forbidden, not BadInput: never parsed
+    assert cb.counts["processed"] == 0 and cb.counts["retried"] == 0
+    assert services.redis is not None
+    prefix = services.settings.redis.key_prefix
+    keys = [k.decode() async for k in services.redis.client.scan_iter(match=f"{prefix}:*")]
+    assert keys == [plaintext_refused_key(services.settings)]  # no dedupe key, no contact line
+    # a WARNING without personal data, and a marker holding when, for `wechat-backend check`
+    (record,) = [r for r in caplog.records if "plaintext push refused" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert OPENID not in caplog.text and "1409735668" not in caplog.text
+    value, ttl = await marker(services)
+    assert value == str(int(services.clock.time())).encode()
+    assert PLAINTEXT_REFUSED_TTL - 60 <= ttl <= PLAINTEXT_REFUSED_TTL
+
+
+async def test_the_refusal_does_not_depend_on_redis(services: Services, dead_redis: aioredis.Redis) -> None:
+    for cb in (callback_with(services, redis=dead_redis), callback_with(services, redis=None)):
+        with pytest.raises(Forbidden):
+            await cb.handle(plain_query(), fixture("event_unsubscribe").encode())
+        assert cb.counts["processed"] == 0
+    assert await subscribed(services) is None
+
+
+async def test_an_unsigned_plaintext_push_leaves_no_marker(services: Services) -> None:
+    with pytest.raises(Forbidden):
+        await services.callback.handle({**plain_query(), "signature": "0" * 40}, fixture("text").encode())
+    assert await marker(services) == (None, -2)
+
+
+async def test_safe_mode_needs_msg_signature_before_the_body_is_parsed(services: Services) -> None:
+    query, _ = safe_request(fixture("text"))
+    del query["msg_signature"]
+    with pytest.raises(Forbidden):
+        await services.callback.handle(query, b"not xml")
+
+
+async def test_compatible_mode_acts_only_on_the_encrypted_content(services: Services) -> None:
+    cb = services.callback
+    await push(cb, fixture("event_subscribe"))
+    # 兼容模式: the plaintext fields and <Encrypt> in one body. Here they disagree: the plaintext
+    # fields say OPENID unsubscribed, the encrypted message says OTHER followed.
+    encrypted = encrypt(fixture("event_subscribe", FromUserName=OTHER, CreateTime="1409735690"))
+    outer = fixture("event_unsubscribe", CreateTime="1409735690")
+    body = outer.replace("</xml>", f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>").encode()
+    compatible = {**plain_query(), "encrypt_type": "aes", "msg_signature": sign(TOKEN, TIMESTAMP, NONCE, encrypted)}
+    # replayed without encrypt_type and msg_signature, the plaintext half is refused
+    with pytest.raises(Forbidden):
+        await cb.handle(plain_query(), body)
+    assert await subscribed(services) is True and await subscribed(services, OTHER) is None
+    reply = open_envelope((await cb.handle(compatible, body)).body)
+    assert element(reply, "ToUserName") == OTHER and "欢迎关注" in element(reply, "Content")
+    assert await subscribed(services) is True and await subscribed(services, OTHER) is True
+
+
+async def test_without_a_key_plaintext_mode_works_and_safe_mode_is_refused(services: Services) -> None:
+    cb = plain_callback(services)
+    assert "欢迎关注" in await push_plain(cb, fixture("event_subscribe"))
+    assert await push_plain(cb, fixture("event_unsubscribe", CreateTime="1409735690")) == ""
+    assert await subscribed(services) is False
+    assert cb.counts["processed"] == 2 and cb.counts["plaintext_refused"] == 0
+    with pytest.raises(Forbidden):  # nothing to decrypt with
+        await cb.handle(*safe_request(fixture("event_subscribe", CreateTime="1409735691")))
+    assert await marker(services) == (None, -2)
+
+
+async def test_without_a_key_compatible_mode_is_read_from_its_plaintext_half(services: Services) -> None:
+    """The way to safe mode: the platform switches to compatible mode first, the key is set after;
+    in between, pushes still arrive and are answered, in plaintext as compatible mode accepts."""
+    cb = plain_callback(services)
+    outer = fixture("event_subscribe")
+    body = outer.replace("</xml>", "<Encrypt><![CDATA[c2VhbGVk]]></Encrypt></xml>").encode()
+    query = {**plain_query(), "encrypt_type": "aes", "msg_signature": "0" * 40}
+    reply = (await cb.handle(query, body)).body
+    assert "欢迎关注" in element(reply, "Content") and "<Encrypt>" not in reply
+    assert await subscribed(services) is True
+
+
 # --------------------------------------------------------------------------- bad bodies
 
 
 @pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, "<xml><a></xml>", "not xml", "<other/>", ""])
 async def test_dangerous_or_malformed_xml_is_bad_input(services: Services, body: str) -> None:
+    # plaintext mode (no key): the body itself; safe mode: the outer body, parsed before decrypting
     with pytest.raises(BadInput):
-        await services.callback.handle(plain_query(), body.encode())
+        await plain_callback(services).handle(plain_query(), body.encode())
+    safe_query, _ = safe_request(fixture("text"))
+    with pytest.raises(BadInput):
+        await services.callback.handle(safe_query, body.encode())
 
 
 async def test_a_doctype_inside_the_encrypted_message_is_bad_input(services: Services) -> None:
@@ -177,13 +321,20 @@ async def test_a_body_over_64_kib_is_too_large_before_anything_else(services: Se
 
 
 async def test_not_utf8_and_missing_fields_are_bad_input(services: Services) -> None:
+    plain = plain_callback(services)
     with pytest.raises(BadInput):
-        await services.callback.handle(plain_query(), fixture("text").encode("utf-16"))
+        await plain.handle(plain_query(), fixture("text").encode("utf-16"))
     no_sender = fixture("text").replace("<FromUserName><![CDATA[oyORnuP8q7ou2gfYjqLzSIWZf0rs]]></FromUserName>", "")
     with pytest.raises(BadInput):
-        await services.callback.handle(plain_query(), no_sender.encode())
+        await plain.handle(plain_query(), no_sender.encode())
     with pytest.raises(BadInput):
-        await services.callback.handle(plain_query(), fixture("text", CreateTime="yesterday").encode())
+        await plain.handle(plain_query(), fixture("text", CreateTime="yesterday").encode())
+    # the same inside the encrypted message (safe mode)
+    for inner in (no_sender, fixture("text", CreateTime="yesterday")):
+        with pytest.raises(BadInput):
+            await services.callback.handle(*safe_request(inner))
+    with pytest.raises(BadInput):
+        await services.callback.handle(safe_request(fixture("text"))[0], fixture("text").encode("utf-16"))
     query, _ = safe_request(fixture("text"))
     for garbage in ("not base64!", "QUJD", encrypt("")[:-4] + "AAA="):
         query["msg_signature"] = sign(TOKEN, TIMESTAMP, NONCE, garbage)
@@ -306,9 +457,10 @@ async def test_retries_get_the_same_reply_and_are_processed_once(services: Servi
 
 async def test_a_retry_while_the_first_is_in_progress_waits_for_its_reply(services: Services) -> None:
     cb = services.callback
-    xml = fixture("event_subscribe").encode()
-    first, second = await asyncio.gather(cb.handle(plain_query(), xml), cb.handle(plain_query(), xml))
-    assert first == second and "欢迎关注" in first.body
+    query, body = safe_request(fixture("event_subscribe"))
+    first, second = await asyncio.gather(cb.handle(query, body), cb.handle(query, body))
+    assert open_envelope(first.body) == open_envelope(second.body)
+    assert "欢迎关注" in element(open_envelope(first.body), "Content")
     assert cb.counts["processed"] == 1
 
 
@@ -317,7 +469,7 @@ async def test_a_retry_still_pending_at_the_deadline_answers_success(services: S
     fields = {"MsgType": "text", "FromUserName": OPENID, "MsgId": "6054768590064713728"}
     assert services.redis is not None
     await services.redis.client.set(dedup_key(services.settings, dedup_id(fields)), "P", ex=60)
-    reply = await cb.handle(plain_query(), fixture("text").encode())
+    reply = await cb.handle(*safe_request(fixture("text")))
     assert reply.body == "success" and cb.counts["processed"] == 0
 
 
@@ -347,9 +499,9 @@ async def test_work_past_the_budget_answers_success_and_replies_by_customer_serv
         sent.append((openid, text))
 
     cb = callback_with(services, send_custom=send_custom, budget=0.0)
-    xml = fixture("event_subscribe").encode()
-    assert (await cb.handle(plain_query(), xml)).body == "success"
-    assert (await cb.handle(plain_query(), xml)).body == "success"  # the retry: same answer
+    query, body = safe_request(fixture("event_subscribe"))
+    assert (await cb.handle(query, body)).body == "success"
+    assert (await cb.handle(query, body)).body == "success"  # the retry: same answer
     await cb.drain()
     assert sent == [(OPENID, replies.welcome(HOME))]
     assert cb.counts["processed"] == 1 and cb.counts["background"] == 1
@@ -362,7 +514,7 @@ async def test_work_past_the_budget_without_a_sender_is_logged_not_raised(
 ) -> None:
     cb = callback_with(services, budget=0.0)
     with caplog.at_level(logging.INFO, logger="wechat_backend"):
-        assert (await cb.handle(plain_query(), fixture("text", Content="帮助").encode())).body == "success"
+        assert (await cb.handle(*safe_request(fixture("text", Content="帮助")))).body == "success"
         await cb.drain()
     assert "no customer-service sender" in caplog.text and OPENID not in caplog.text
 

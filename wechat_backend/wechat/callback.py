@@ -12,6 +12,14 @@ byte parsed has first passed :mod:`.xml_guard`, which parses each body once (the
 built from those fields). A request is refused with 403 when ``signature`` (and in safe mode
 ``msg_signature``) is wrong or its timestamp is more than 5 minutes from our clock.
 
+``signature`` covers only the token, timestamp and nonce, never the body: anyone holding one logged
+URL could post any body under it for five minutes. So with ``[wechat] encoding_aes_key`` configured
+a POST must come encrypted (``encrypt_type=aes``, compatible or safe mode, checked by
+``msg_signature``); a plaintext POST is refused with 403 before its body is parsed, and a marker in
+Redis (:func:`plaintext_refused_key`) lets ``wechat-backend check`` say that the platform still
+sends plaintext. In compatible mode only the decrypted content is used. Without a key, plaintext
+mode works as the platform sends it. The GET URL check is plaintext-signed in every mode.
+
 WeChat retries an unanswered push after 5 s, three times in all. Each delivered message has a
 dedupe key in Redis holding its reply; a retry gets the stored reply and is never processed again.
 
@@ -40,7 +48,7 @@ import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -73,6 +81,7 @@ TIMESTAMP_WINDOW = 300  # seconds either side of our clock
 REPLY_BUDGET = 4.0  # seconds from arrival to reply, inside WeChat's 5
 REDIS_TIMEOUT = 0.5  # one Redis call may not eat the budget
 DEDUP_TTL = 300  # WeChat's three tries span about 15 s
+PLAINTEXT_REFUSED_TTL = 7 * 24 * 3600  # how long `check` keeps warning after the last refusal
 CONTACT_TTL = 3600  # bounds how long an institution's changed phone goes unseen
 POLL_INTERVAL = 0.05
 SUCCESS = "success"
@@ -121,6 +130,12 @@ class CallbackReply:
 def dedup_key(settings: Settings, dedup_id: str) -> str:
     """``{prefix}:wechat:dedup:<id>``: one key per delivered message or event."""
     return key(settings, "wechat", "dedup", dedup_id)
+
+
+def plaintext_refused_key(settings: Settings) -> str:
+    """``{prefix}:wechat:plaintext_refused``: when (unix seconds) a signed plaintext push was last
+    refused while a key is configured; ``wechat-backend check`` warns while it exists."""
+    return key(settings, "wechat", "plaintext_refused")
 
 
 def dedup_id(fields: Mapping[str, str]) -> str:
@@ -221,14 +236,21 @@ class CallbackService:
         deadline = asyncio.get_running_loop().time() + self._budget
         check_size(body, self._max_body)
         self._check_signature(query)
-        safe = query.get("encrypt_type", "").lower() == "aes"  # safe and compatible modes
+        aes = query.get("encrypt_type", "").lower() == "aes"  # safe and compatible modes
+        sealed = aes and self._crypto is not None
+        if self._crypto is not None and not aes:
+            await self._refuse_plaintext()
+        if sealed and not query.get("msg_signature"):
+            raise Forbidden()
         fields = parse_flat(body, self._max_body)
-        if safe:
-            fields = self._decrypt(query, fields)
+        if sealed:
+            fields = self._decrypt(query, fields)  # compatible mode: the plaintext fields are dropped
+        elif aes:
+            fields = _plaintext_half(fields)
         inner = await self._reply_once(_message(fields), fields, deadline)
         if not inner:
             return CallbackReply(SUCCESS, TEXT_TYPE)
-        return CallbackReply(self._seal(inner) if safe else inner, XML_TYPE)
+        return CallbackReply(self._seal(inner) if sealed else inner, XML_TYPE)
 
     async def drain(self) -> None:
         """Wait for background continuations and Redis calls in flight (shutdown, tests)."""
@@ -251,17 +273,31 @@ class CallbackService:
         if abs(self._clock.time() - int(timestamp)) > TIMESTAMP_WINDOW:
             raise Forbidden()
 
+    async def _refuse_plaintext(self) -> NoReturn:
+        """A signed plaintext push while a key is configured: 403, logged and marked for ``check``.
+        The body is not looked at; the marker is best effort and never changes the answer."""
+        self.counts["plaintext_refused"] += 1
+        log.warning(
+            "wechat: plaintext push refused because [wechat] encoding_aes_key is set; "
+            "switch the platform's message encryption to compatible or safe mode"
+        )
+        if self._redis is not None:
+            mark = plaintext_refused_key(self._settings)
+            now = int(self._clock.time())
+            await self._redis_call(
+                "a plaintext push", self._redis.set, mark, now, ex=PLAINTEXT_REFUSED_TTL, purpose="plaintext marker"
+            )
+        raise Forbidden()
+
     def _decrypt(self, query: Mapping[str, str], fields: dict[str, str]) -> dict[str, str]:
         encrypt = fields.get("Encrypt")
         if not encrypt:
             raise BadInput("Encrypt")
-        msg_signature = query.get("msg_signature", "")
-        if self._crypto is None or not msg_signature:
-            raise Forbidden()
+        assert self._crypto is not None  # handle() refused safe mode without a key
         try:
             # A dict, so wechatpy never parses the outer body itself; it checks msg_signature and appid.
             inner = self._crypto.decrypt_message(
-                {"Encrypt": encrypt}, msg_signature, query["timestamp"], query["nonce"]
+                {"Encrypt": encrypt}, query["msg_signature"], query["timestamp"], query["nonce"]
             )
         except (InvalidSignatureException, InvalidAppIdException):
             raise Forbidden() from None
@@ -490,6 +526,16 @@ class _Label:
 def _word(value: str) -> str:
     """A MsgType or Event as it may appear in a log line."""
     return _LOG_UNSAFE.sub("?", value)[:32]
+
+
+def _plaintext_half(fields: dict[str, str]) -> dict[str, str]:
+    """No key configured yet, and the platform already in compatible mode (the step before safe
+    mode that the README prescribes): the body's plaintext fields, trusted as in plaintext mode, and
+    a plaintext reply, which compatible mode accepts. A safe-mode body has none: refused."""
+    plain = {k: v for k, v in fields.items() if k != "Encrypt"}
+    if not plain.get("MsgType"):
+        raise Forbidden()
+    return plain
 
 
 def _message(fields: dict[str, str]) -> BaseMessage:
