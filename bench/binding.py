@@ -254,7 +254,6 @@ async def _serve(cfg: dict[str, Any]) -> None:
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from wechat_backend.__main__ import MAX_BODY_BYTES
     from wechat_backend.app import make_app, settle_heap
 
     # The port first: the settings point WeChat (the sandbox) at this very server.
@@ -268,7 +267,8 @@ async def _serve(cfg: dict[str, Any]) -> None:
         redis_pid = harness.pin_embedded_redis(services, cfg["client_cpu"])
         app = make_app(services)
         settle_heap()  # as `serve`
-        server = HTTPServer(app, xheaders=False, max_body_size=MAX_BODY_BYTES)  # as `serve` (app.listen)
+        cap = settings.limits.max_body_bytes
+        server = HTTPServer(app, xheaders=False, max_body_size=cap)  # as `serve` (app.listen)
         server.add_sockets(sockets)
         await harness.serve_until_sigterm(sockets[0].getsockname()[1], redis_pid, cfg["profile_path"])
         server.stop()

@@ -63,7 +63,17 @@ class BindResendHandler(ApiHandler):
 class BindVerifyHandler(ApiHandler):
     async def post(self) -> None:
         body = self.json_body()
-        self.write_json(await self.services.binding.verify(self.caller, body.get("bind_id"), body.get("code")))
+        bound = await self.services.binding.verify(self.caller, body.get("bind_id"), body.get("code"))
+        await self.renew_session()
+        self.write_json(bound)
+
+
+class LogoutHandler(ApiHandler):
+    @public  # logged out already is logged out: 204 all the same
+    async def post(self) -> None:
+        await self.end_session()
+        self.set_status(204)
+        self.finish()
 
 
 class ArchivesHandler(ApiHandler):
@@ -102,6 +112,7 @@ routes = [
     url(r"/api/v1/bind/start", BindStartHandler, name="api_bind_start"),
     url(r"/api/v1/bind/resend", BindResendHandler, name="api_bind_resend"),
     url(r"/api/v1/bind/verify", BindVerifyHandler, name="api_bind_verify"),
+    url(r"/api/v1/logout", LogoutHandler, name="api_logout"),
     url(r"/api/v1/archives", ArchivesHandler, name="api_archives"),
     url(rf"/api/v1/archives/{ID}", ArchiveHandler, name="api_archive"),
     url(rf"/api/v1/archives/{ID}/bindings", ArchiveBindingsHandler, name="api_archive_bindings"),

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import tornado.web
 
 from wechat_backend.binding import Caller
-from wechat_backend.client_ip import client_ip
+from wechat_backend.client_ip import address_in, client_ip
 from wechat_backend.errors import AppError, BadInput, NotFound, NotLoggedIn, TooLarge
 from wechat_backend.web_sessions import Session
 
@@ -43,6 +43,16 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.request.path.startswith("/api/") or self.request.path in ("/healthz", "/readyz")
 
     @property
+    def https(self) -> bool:
+        return self.services.settings.server.public_base_url.startswith("https://")
+
+    @property
+    def from_monitor(self) -> bool:
+        """The client (as :attr:`client_ip` sees it, behind trusted proxies too) is in
+        ``[server] metrics_allow``: it may read metrics and which part is failing."""
+        return address_in(self.client_ip, self.services.settings.server.metrics_allow)
+
+    @property
     def client_ip(self) -> str:
         s = self.services.settings.server
         return client_ip(self.request.remote_ip or "", self.request.headers.get("X-Forwarded-For"), s.trusted_proxies)
@@ -62,7 +72,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise TooLarge()
         try:
             data = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise BadInput("body", "请求内容不是有效的 JSON") from None
         if not isinstance(data, dict):
             raise BadInput("body", "请求内容应为 JSON 对象")
@@ -111,6 +121,34 @@ class BaseHandler(tornado.web.RequestHandler):
         session_id = self.get_cookie(session_cookie_name(self.services.settings.server.public_base_url))
         return await store.load(session_id) if store and session_id else None
 
+    def set_session_cookie(self, session_id: str) -> None:
+        """Only the random id goes into the cookie; a browser-session cookie, the server times it out."""
+        self.set_cookie(
+            session_cookie_name(self.services.settings.server.public_base_url),
+            session_id,
+            path="/",
+            httponly=True,
+            secure=self.https,
+            samesite="Lax",
+        )
+
+    async def renew_session(self) -> None:
+        """A new session id for the same login (after a binding: whatever id someone may have
+        planted or seen before is worthless now). A Bearer session keeps its token: the
+        mini-program holds it and there is no cookie to plant."""
+        store = self.services.web_sessions
+        if self._bearer or self.current_user is None or store is None:
+            return
+        self.set_session_cookie(await store.renew(self.current_user))
+
+    async def end_session(self) -> None:
+        """Log out: the session ends on the server, and the cookie is cleared."""
+        store = self.services.web_sessions
+        if self.current_user is not None and store is not None:
+            await store.close(self.current_user.id)
+        if not self._bearer:
+            self.clear_cookie(session_cookie_name(self.services.settings.server.public_base_url), path="/")
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Never log the URI's query string or the body: they may carry codes, phones or ID numbers.
         where = f"{self.request.method} {self.request.path} request_id={getattr(self, 'request_id', '-')}"
@@ -155,6 +193,18 @@ class NotFoundHandler(BaseHandler):
     async def prepare(self) -> None:
         self.request_id = secrets.token_hex(8)
         raise NotFound()
+
+
+@tornado.web.stream_request_body
+class BodyTooLargeHandler(BaseHandler):
+    """Any route whose declared body exceeds ``[limits] max_body_bytes``: 413, the body unread."""
+
+    async def prepare(self) -> None:
+        self.request_id = secrets.token_hex(8)
+        raise TooLarge()
+
+    def data_received(self, chunk: bytes) -> None:
+        """Never called with data that is kept: the answer is sent before the body is read."""
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:

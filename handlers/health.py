@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from tornado.web import url
 
 from wechat_backend.errors import Forbidden, NotFound, Unavailable
@@ -25,17 +23,17 @@ class ReadyHandler(BaseHandler):
     async def get(self) -> None:
         failing = await failing_parts(self.services.engine, self.services.redis)
         self.set_header("Cache-Control", "no-store")
-        if failing:
+        if failing and self.from_monitor:
             raise Unavailable(f"服务暂时不可用：{'、'.join(failing)} 无法连接", failing=failing)
+        if failing:
+            raise Unavailable()  # which part is failing is for the monitoring hosts only
         self.write({"status": "ok"})
 
 
 class MetricsHandler(BaseHandler):
     @public
     def get(self) -> None:
-        allowed = self.services.settings.server.metrics_allow
-        client = ipaddress.ip_address(self.request.remote_ip)
-        if not any(client in ipaddress.ip_network(cidr, strict=False) for cidr in allowed):
+        if not self.from_monitor:  # the client's address, also behind a trusted proxy
             raise Forbidden()
         self.set_header("Content-Type", CONTENT_TYPE)
         self.write(self.services.metrics.render())

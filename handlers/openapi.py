@@ -123,6 +123,13 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"204": {"description": "已解除"}, "404": _error("404", "not_found"), **_COMMON},
             }
         },
+        "/api/v1/logout": {
+            "post": {
+                "summary": "退出登录：会话在服务器端结束（未登录时同样答复 204）",
+                "security": [*_AUTH, {}],
+                "responses": {"204": {"description": "已退出"}},
+            }
+        },
     },
     "components": {
         "securitySchemes": {

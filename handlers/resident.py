@@ -20,7 +20,7 @@ from wechat_backend.clock import LOCAL_ZONE
 from wechat_backend.errors import AppError, ConsentRequired, NotLoggedIn, TooLarge
 from wechat_backend.wechat.oauth import safe_next
 
-from .base import BaseHandler
+from .base import BaseHandler, public
 
 OPAQUE = r"[0-9A-Za-z_-]{1,24}"  # archive, binding and bind ids
 ID = rf"({OPAQUE})"
@@ -152,6 +152,7 @@ class BindCodeHandler(ResidentPage):
 
     async def post(self, bind_id: str) -> None:
         await self.services.binding.verify(self.caller, bind_id, self.form().get("code", ""))
+        await self.renew_session()
         self.clear_cookie(SENT_TO_COOKIE, path=self.reverse_url("resident_bind"))
         self.redirect(self.reverse_url("resident_home") + "?bound=1")
 
@@ -206,6 +207,13 @@ class BindingDeleteHandler(ResidentPage):
             self.redirect(self.reverse_url("resident_home") + "?unbound=1")
 
 
+class LogoutPageHandler(ResidentPage):
+    @public  # logged out already is logged out: the same page
+    async def post(self) -> None:
+        await self.end_session()
+        self.render("resident/logged_out.html")
+
+
 def consent_url(handler: BaseHandler, next_path: str) -> str:
     return handler.reverse_url("resident_consent") + "?" + urlencode({"next": next_path})
 
@@ -219,6 +227,7 @@ def local_date(iso: str) -> str:
 
 routes = [
     url(r"/r/home", ResidentHomeHandler, name="resident_home"),
+    url(r"/r/logout", LogoutPageHandler, name="resident_logout"),
     url(r"/r/consent", ConsentPageHandler, name="resident_consent"),
     url(r"/r/bind", BindFormHandler, name="resident_bind"),
     url(rf"/r/bind/{ID}", BindCodeHandler, name="resident_bind_code"),

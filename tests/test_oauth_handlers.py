@@ -63,15 +63,28 @@ def cookie_name(settings: Settings) -> str:
     return "__Host-wb_session" if settings.server.public_base_url.startswith("https://") else "wb_session"
 
 
+def login_cookie(start: HTTPResponse) -> str:
+    """The ``wb_oauth=…`` pair ``/oauth/start`` set, as the browser sends it back."""
+    jar = SimpleCookie()
+    for header in start.headers.get_list("Set-Cookie"):
+        jar.load(header)
+    return f"wb_oauth={jar['wb_oauth'].value}"
+
+
+async def start_login(base: str, next_path: str = "/r/home") -> tuple[str, str]:
+    """``/oauth/start``: the state it sent to WeChat, and the login cookie it set."""
+    start = await fetch(f"{base}/oauth/start?{urlencode({'next': next_path})}")
+    assert start.code == 302
+    return parse_qs(urlsplit(start.headers["Location"]).query)["state"][0], login_cookie(start)
+
+
 async def log_in(
     base: str, platform: Platform, openid: str, next_path: str = "/r/home", cookie: str = ""
 ) -> HTTPResponse:
-    """Start, let "WeChat" authorize, and call back. Returns the callback's response."""
-    start = await fetch(f"{base}/oauth/start?{urlencode({'next': next_path})}")
-    assert start.code == 302
-    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    """Start, let "WeChat" authorize, and call back from the same browser. Returns the callback's response."""
+    state, started = await start_login(base, next_path)
     code = platform.oauth_code(openid)
-    headers = {"Cookie": cookie} if cookie else {}
+    headers = {"Cookie": "; ".join(c for c in (cookie, started) if c)}
     return await fetch(f"{base}/oauth/callback?{urlencode({'code': code, 'state': state})}", headers=headers)
 
 
@@ -99,7 +112,10 @@ async def test_a_page_without_a_session_logs_in_through_wechat_and_lands_back(
 
     # WeChat sends the browser back to redirect_uri with a code and the state.
     code = platform.oauth_code("oRESIDENT1")
-    callback = await fetch(f"{base_url}/oauth/callback?{urlencode({'code': code, 'state': query['state'][0]})}")
+    callback = await fetch(
+        f"{base_url}/oauth/callback?{urlencode({'code': code, 'state': query['state'][0]})}",
+        headers={"Cookie": login_cookie(start)},
+    )
     assert callback.code == 302
     assert callback.headers["Location"] == "/r/home"
     assert callback.headers["Cache-Control"] == "no-store"
@@ -153,12 +169,12 @@ async def test_the_home_route_is_the_default_landing_page(services: Services) ->
 
 
 async def test_a_replayed_callback_shows_a_chinese_page_without_the_code(base_url: str, platform: Platform) -> None:
-    start = await fetch(base_url + "/oauth/start?next=/r/home")
-    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    state, started = await start_login(base_url)
     code = platform.oauth_code("oRESIDENT1")
     callback = f"{base_url}/oauth/callback?{urlencode({'code': code, 'state': state})}"
-    assert (await fetch(callback)).code == 302
-    again = await fetch(callback)
+    assert (await fetch(callback, headers={"Cookie": started})).code == 302
+    # The same browser, its login cookie kept (a WebView that ignores the clearing): refused.
+    again = await fetch(callback, headers={"Cookie": started})
     assert again.code == 401
     body = again.body.decode()
     assert "请从公众号菜单重新进入" in body
@@ -228,12 +244,12 @@ async def test_the_login_leaves_no_code_state_or_session_id_in_the_logs(
     base_url: str, platform: Platform, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    start = await fetch(base_url + "/oauth/start?next=/r/home")
-    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    state, started = await start_login(base_url)
     code = platform.oauth_code("oRESIDENT1")
-    callback = await fetch(f"{base_url}/oauth/callback?{urlencode({'code': code, 'state': state})}")
+    callback_url = f"{base_url}/oauth/callback?{urlencode({'code': code, 'state': state})}"
+    callback = await fetch(callback_url, headers={"Cookie": started})
     session_id = session_from(callback, settings)
-    await fetch(f"{base_url}/oauth/callback?{urlencode({'code': code, 'state': state})}")  # replay: logged as 401
+    await fetch(callback_url, headers={"Cookie": started})  # replay: logged as 401
     assert "/oauth/callback" in caplog.text
     for secret in (code, state, session_id, settings.wechat.app_secret):
         assert secret not in caplog.text

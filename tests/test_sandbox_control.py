@@ -304,5 +304,8 @@ async def test_the_real_backend_works_through_the_mounted_sandbox(live: tuple[st
         headers={"Cookie": f"sandbox_openid={openid}"},
     )
     assert consent.code == 302 and consent.headers["Location"].startswith(base + "/oauth/callback?code=")
-    back = await call(consent.headers["Location"].removeprefix(base), follow_redirects=False)
+    login_cookie = start.headers["Set-Cookie"].split(";", 1)[0]  # wb_oauth, from the same browser
+    back = await call(
+        consent.headers["Location"].removeprefix(base), follow_redirects=False, headers={"Cookie": login_cookie}
+    )
     assert back.code == 302 and back.headers["Location"] == "/healthz" and "Set-Cookie" in back.headers

@@ -239,7 +239,7 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
     print(f"✓ 配置：{settings.server.mode} 模式，公网地址 {settings.server.public_base_url}")
     services = await build_services(settings)
-    problems = 0
+    problems = warnings = 0
     try:
         failing = await failing_parts(services.engine, services.redis)
         for part, name, hint in (
@@ -248,6 +248,10 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         ):
             print(f"✗ {name}：无法连接，{hint}" if part in failing else f"✓ {name}：可连接")
             problems += part in failing
+        if "redis" not in failing and services.redis is not None:
+            for line in await _redis_notes(settings, services.redis.client):
+                print(line)
+                warnings += line.startswith("!")
         if "database" not in failing and await current_revision(services.engine) is None:
             print("✗ 数据库结构：尚未初始化，请运行 wechat-backend db upgrade")
             problems += 1
@@ -260,8 +264,71 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                 problems += 1
     finally:
         await services.close()
-    print("检查通过。" if not problems else f"发现 {problems} 个问题，请按上面的提示处理。")
-    return 0 if not problems else 1
+    if problems:
+        print(f"发现 {problems} 个问题，请按上面的提示处理。")
+    else:
+        print(f"检查通过，另有 {warnings} 条提醒（以 ! 开头），请留意。" if warnings else "检查通过。")
+    return 0 if not problems else 1  # a warning (!) is not a failure
+
+
+async def _redis_notes(settings: Settings, client: Any) -> list[str]:
+    """Lines about how Redis is set up and what the callback recorded in it: ``!`` lines are
+    warnings (not failures), the rest are for information."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from redis.exceptions import RedisError
+
+    from .wechat.callback import PLAINTEXT_REFUSED_TTL, plaintext_refused_key
+
+    async def ask(call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """One Redis call, bounded; None when Redis refuses it (CONFIG disabled, no permission) or fails."""
+        try:
+            async with asyncio.timeout(2.0):
+                return await call(*args)
+        except (RedisError, OSError, TimeoutError):
+            return None
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def config(name: str) -> str | None:
+        got = await ask(client.config_get, name)
+        values = {text(k): text(v) for k, v in (got or {}).items()}
+        return values.get(name)
+
+    lines = []
+    policy = await config("maxmemory-policy")
+    if policy is None:
+        lines.append(
+            "! Redis 内存策略：无法检查（CONFIG 命令被禁用或无权限），"
+            "请在 Redis 服务端确认 maxmemory-policy 为 noeviction"
+        )
+    elif policy != "noeviction":
+        lines.append(
+            f"! Redis 的 maxmemory-policy 为 {policy}："
+            "内存满时会丢弃键（验证码、频率限制、登录会话），请设为 noeviction"
+        )
+    else:
+        lines.append("✓ Redis 内存策略：noeviction")
+    if await config("appendonly") == "no":
+        lines.append(
+            "  提示：Redis 未开启 appendonly，重启时会丢失最近一次快照之后的验证码、频率限制和登录会话"
+            "（居民从菜单重新进入即可）；需要时可设 appendonly yes"
+        )
+    if settings.wechat.encoding_aes_key:
+        refused = await ask(client.get, plaintext_refused_key(settings))
+        if refused is not None:
+            when = ""
+            if text(refused).isdigit():
+                at = dt.datetime.fromtimestamp(int(text(refused)), ZoneInfo(settings.notify.timezone))
+                when = f"（最近一次 {at:%Y-%m-%d %H:%M}）"
+            lines.append(
+                f"! 微信消息：已配置 encoding_aes_key，但仍收到明文推送{when}，已拒绝（403）：请在公众平台"
+                "“设置与开发 → 基本配置”中把消息加解密方式改为兼容模式或安全模式"
+                f"（此提醒在最后一次拒绝 {PLAINTEXT_REFUSED_TTL // 86400} 天后消失）"
+            )
+    return lines
 
 
 _WECHAT_HINTS = {
@@ -317,10 +384,6 @@ async def _push_demo_menu(services: Any) -> None:
     await push_menu(services.settings, services.wechat)
 
 
-# One request body at most this large reaches any handler; /wechat itself refuses more than 64 KiB.
-MAX_BODY_BYTES = 8 * 1024 * 1024
-
-
 async def _run_http(
     services: Any, make_app: Callable[[Any], Any], on_ready: Callable[[], Awaitable[None]] | None = None
 ) -> None:
@@ -329,7 +392,10 @@ async def _run_http(
     s = services.settings.server
     app = make_app(services)
     settle_heap()
-    server = app.listen(s.port, address=s.host, xheaders=False, max_body_size=MAX_BODY_BYTES)
+    # [limits] max_body_bytes is the cap on every body, checked before any of it is buffered
+    # (WebApp.get_handler_delegate); a route that streams a larger body raises it for itself.
+    cap = services.settings.limits.max_body_bytes
+    server = app.listen(s.port, address=s.host, xheaders=False, max_body_size=cap)
     stop = _stop_on_signals()
     log.info("listening on %s:%s", s.host, s.port)
     if on_ready is not None:

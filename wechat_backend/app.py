@@ -11,6 +11,7 @@ import gc
 from dataclasses import dataclass
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -90,7 +91,9 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
     tokens = AccessTokenStore(settings.wechat, redis.client, wechat_http, key_prefix=prefix) if redis else None
     wechat = WeChatApi(settings.wechat, settings.miniprogram, wechat_http, tokens)
     web_sessions = SessionStore(settings.session, redis.client, clock, key_prefix=prefix) if redis else None
-    oauth = OAuthService(settings, redis.client, wechat, identities, web_sessions) if redis and web_sessions else None
+    oauth = None
+    if redis and web_sessions:
+        oauth = OAuthService(settings, redis.client, wechat, identities, web_sessions, clock)
     mp_login = MiniProgramLogin(wechat, identities, web_sessions) if web_sessions else None
     metrics = Metrics(wechat.calls.snapshot)
     sms = make_sender(settings)
@@ -146,15 +149,33 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
 
 
 class WebApp(tornado.web.Application):
-    """The Tornado application, counting requests in flight so a shutdown can let them finish."""
+    """The Tornado application: counts requests in flight so a shutdown can let them finish, and
+    holds every request body to ``[limits] max_body_bytes`` before any of it is read."""
 
     in_flight = 0
+    body_cap = 65536  # make_app sets [limits] max_body_bytes
+    too_large_handler: type[tornado.web.RequestHandler] | None = None
 
-    def get_handler_delegate(self, *args: Any, **kwargs: Any) -> Any:
+    def get_handler_delegate(
+        self,
+        request: tornado.httputil.HTTPServerRequest,
+        target_class: type[tornado.web.RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
         # Called once a request's headers have arrived (start_request is also called for a
         # keep-alive connection merely waiting for its next request, which is not in flight).
         self.in_flight += 1
-        return super().get_handler_delegate(*args, **kwargs)
+        # A route that streams its body sets its own cap (tornado's set_max_body_size in prepare).
+        if not getattr(target_class, "_stream_request_body", False) and request.connection is not None:
+            declared = _content_length(request)
+            if declared > self.body_cap and self.too_large_handler is not None:
+                # Answered from the headers: the body is never read, the connection closes after.
+                request.connection.set_max_body_size(declared)
+                return super().get_handler_delegate(request, self.too_large_handler)
+            request.connection.set_max_body_size(self.body_cap)  # chunked bodies too
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self.in_flight = max(0, self.in_flight - 1)  # every answered request passes here once
@@ -169,9 +190,16 @@ class WebApp(tornado.web.Application):
         return self.in_flight
 
 
+def _content_length(request: tornado.httputil.HTTPServerRequest) -> int:
+    """The declared body length; 0 when absent or not a number (tornado refuses those itself)."""
+    value = request.headers.get("Content-Length", "")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
 def make_app(services: Services) -> WebApp:
     from handlers import routes
-    from handlers.base import NotFoundHandler, log_request
+    from handlers.base import BodyTooLargeHandler, NotFoundHandler, log_request
+    from handlers.headers import SecurityHeaders
 
     s = services.settings
     rules = routes(services)
@@ -179,7 +207,7 @@ def make_app(services: Services) -> WebApp:
         from .sandbox import sandbox_routes  # the offline WeChat platform; never in production
 
         rules += sandbox_routes(s, clock=services.clock)
-    return WebApp(
+    app = WebApp(
         rules,
         services=services,
         cookie_secret=s.server.cookie_secret,
@@ -192,6 +220,10 @@ def make_app(services: Services) -> WebApp:
         debug=s.server.debug,
         compress_response=True,
     )
+    app.add_transform(SecurityHeaders)
+    app.body_cap = s.limits.max_body_bytes
+    app.too_large_handler = BodyTooLargeHandler
+    return app
 
 
 def settle_heap() -> None:

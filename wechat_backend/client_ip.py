@@ -51,3 +51,8 @@ def rate_subject(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def address_in(address: str, cidrs: tuple[str, ...]) -> bool:
+    """Whether ``address`` lies in one of ``cidrs`` (an unparseable address lies in none)."""
+    return _trusted(address, networks(cidrs))

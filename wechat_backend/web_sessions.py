@@ -113,6 +113,25 @@ class SessionStore:
             raise Unavailable() from None
         return Session(session.id, session.identity_id, session.kind, session.created_at, now)
 
+    async def renew(self, session: Session) -> str:
+        """The same login under a new id; the old id stops working at once. The absolute limit
+        still counts from the original login."""
+        new_id = secrets.token_hex(16)
+        now = self._clock.now()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    session_key(self._prefix, new_id),
+                    _dump(session.identity_id, session.kind, session.created_at, now),
+                    ex=self._ttl(session.kind, session.created_at, now),
+                )
+                pipe.delete(session_key(self._prefix, session.id))
+                await pipe.execute()
+        except RedisError:
+            log.warning("session store unavailable: a session could not be renewed")
+            raise Unavailable() from None
+        return new_id
+
     async def close(self, session_id: str) -> None:
         """End the session (logout, or a new login replacing it)."""
         if not _SESSION_ID.fullmatch(session_id or ""):

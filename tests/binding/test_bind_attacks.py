@@ -364,3 +364,40 @@ async def test_an_attempt_stuck_in_sending_can_be_resent_later(resident: Any, pe
     assert (await me.call("POST", "/api/v1/bind/resend", {"bind_id": bind_id})).status_code == 200
     code = await me.last_code(person(ELDER)["phone"])
     assert (await me.verify(bind_id, code)).status_code == 200
+
+
+async def test_a_whole_binding_leaves_no_id_number_phone_name_or_code_in_the_logs(
+    resident: Any, people: Any, caplog: Any
+) -> None:
+    """Every log line of a mismatch, a hidden archive, a wrong code, a bind, the list and an unbind."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    me = await resident("刘阿姨")
+    elder = person(ELDER)
+    assert (await me.start(ELDER, name="刘淑芬")).status_code == 400
+    assert (await me.start(SENSITIVE)).status_code == 403
+    started = await me.start(ELDER)
+    bind_id = started.json()["bind_id"]
+    code = await me.last_code(elder["phone"])
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert (await me.verify(bind_id, wrong)).status_code == 400
+    assert (await me.verify(bind_id, code)).status_code == 200
+    (bound,) = await me.archives()
+    assert (await me.call("DELETE", f"/api/v1/bindings/{bound['binding_id']}")).status_code == 204
+    assert "/api/v1/bind/start" in caplog.text  # the requests were logged, just not their contents
+    secrets = [
+        elder["id_number"],
+        elder["phone"],
+        elder["name"],
+        "刘淑芬",
+        person(SENSITIVE)["id_number"],
+        person(SENSITIVE)["name"],
+        code,
+        wrong,
+        me.token,
+    ]
+    # This test's own client reads the sandbox's SMS inbox by phone: its request lines are not ours.
+    ours = "\n".join(r.getMessage() for r in caplog.records if "/sandbox/api/sms?phone=" not in r.getMessage())
+    leaked = [s for s in secrets if s in ours]
+    assert not leaked

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from wechat_backend.rate_limits import RateLimits, Window
 from wechat_backend.binding.rules import (
     match,
     names_match,
@@ -21,6 +20,7 @@ from wechat_backend.binding.rules import (
 from wechat_backend.client_ip import client_ip
 from wechat_backend.clock import FixedClock
 from wechat_backend.errors import RateLimited
+from wechat_backend.rate_limits import RateLimits, Window
 
 FIELDS = {"name": "阿依古丽·买买提", "id_number": "X", "phone": "13900000001", "contact_phone": "13900000002"}
 

@@ -92,9 +92,11 @@ async def test_follow_then_the_welcome_link_logs_in_through_wechat(live: Live, w
     # Signed in: the page opens at once; the code was used up and cannot log in again.
     again = await web.go(home)
     assert again.status_code == 200 and "您已通过微信登录" in again.text and web.hops[-1][1] == home
+    # Another browser with the same link is not logged in: it is sent to start a login of its own.
     async with httpx.AsyncClient(trust_env=False) as stranger:
         replay = await stranger.get(web.hops[4][1])
-    assert replay.status_code == 401 and "wb_session" not in replay.headers.get("set-cookie", "")
+    assert replay.status_code == 302 and replay.headers["Location"] == "/oauth/start?again=1"
+    assert "wb_session" not in replay.headers.get("set-cookie", "")
 
 
 async def test_pushed_menu_is_shown_and_every_click_answers_in_chinese(live: Live) -> None:

@@ -105,7 +105,7 @@ class PlatformCall:
             raise PlatformError(44002)
         try:
             data = json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PlatformError(47001) from None
         if not isinstance(data, dict):
             raise PlatformError(47001)

@@ -64,7 +64,7 @@ class SandboxHandler(tornado.web.RequestHandler):
             return {}
         try:
             data = json.loads(self.request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
             raise ControlError(400, "bad_input", "请求体应为 JSON 对象")

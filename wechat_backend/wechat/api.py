@@ -163,7 +163,7 @@ class WeChatHttp:
             raise self._unavailable(api, f"http_{response.status_code}", f"HTTP {response.status_code}")
         try:
             data = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             data = None
         if not isinstance(data, dict):
             raise self._unavailable(api, "bad_response", "the answer is not a JSON object")

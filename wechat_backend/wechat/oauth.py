@@ -1,15 +1,21 @@
 """Official-account web login (网页授权, ``snsapi_base``) for the resident H5 pages.
 
-``start`` stores where to go afterwards under a random single-use ``state`` (letters and digits, as
-WeChat requires, at most 128 of them) and returns the authorize URL; ``finish`` takes the state
-back (GETDEL: a state works once), exchanges the code for the openid, upserts the identity and opens
-a server-side session. ``snsapi_base`` is silent inside WeChat, which is why sessions are short.
+``start`` makes a random ``state`` (32 hex characters: WeChat allows at most 128 letters and
+digits) and the authorize URL; the handler keeps ``{state, next, issued_at}`` in a signed cookie
+(``wb_oauth``) on the browser that started. ``finish`` accepts a callback only from that browser:
+the cookie's state must equal the query's before anything is spent (login CSRF: otherwise an
+attacker's own ``code`` and ``state``, sent to a victim as a link, would log her in as him and she
+would bind her archive to his WeChat). A state is then spent once (a small marker in Redis), the
+code exchanged for the openid, the identity upserted and a server-side session opened.
+``snsapi_base`` is silent inside WeChat, which is why sessions are short.
 
 官方文档：https://developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import re
 import secrets
@@ -19,9 +25,12 @@ from urllib.parse import quote, urlencode, urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..client_ip import rate_subject
+from ..clock import Clock
 from ..config import Settings
 from ..errors import BadInput, NotLoggedIn, Unavailable
 from ..identities import IdentityService, IdentityView
+from ..rate_limits import RateLimits, Window
 from ..web_sessions import SessionStore
 from .api import WeChatApi, WeChatApiError, WeChatUnavailable
 
@@ -29,16 +38,25 @@ log = logging.getLogger("wechat_backend.wechat")
 
 # Where a login lands when no (acceptable) next path was given: the resident home page's route.
 DEFAULT_NEXT = "/r/home"
-# A state lives long enough for WeChat's authorize round trip (its code itself lives 5 minutes).
+# A login started longer ago than this is not finished (WeChat's code itself lives 5 minutes).
 STATE_TTL_SECONDS = 600
-MAX_NEXT_LENGTH = 1024
-_STATE = re.compile(r"[A-Za-z0-9]{1,128}")
+# ``next`` rides in the login cookie: a page path, never a document.
+MAX_NEXT_LENGTH = 512
+# Callbacks per address: generous, since a carrier's NAT puts many residents behind one address.
+CALLBACK_WINDOWS = ((60, 120), (3600, 1200))
+_STATE = re.compile(r"[0-9a-f]{32}")
 # 40029 invalid code, 40163 code already used: the person simply has to come in again.
 _CODE_ERRORS = frozenset({40029, 40163})
 
 
-def state_key(prefix: str, state: str) -> str:
-    return f"{prefix}:oauth:state:{state}"
+def spent_key(prefix: str, state: str) -> str:
+    """Marks a state whose callback was taken: a login cookie works once."""
+    return f"{prefix}:oauth:spent:{state}"
+
+
+def callback_window_keys(prefix: str, address: str) -> list[str]:
+    subject = rate_subject(address)
+    return [f"{prefix}:oauth:cb:{seconds}:{subject}" for seconds, _ in CALLBACK_WINDOWS]
 
 
 def safe_next(path: str | None) -> str:
@@ -53,6 +71,42 @@ def safe_next(path: str | None) -> str:
     if parts.scheme or parts.netloc or parts.path.startswith("/oauth/"):
         return DEFAULT_NEXT
     return path
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    """A login under way, as the ``wb_oauth`` cookie keeps it (signed by the handler)."""
+
+    state: str
+    next_path: str
+    issued_at: int
+
+    def cookie_value(self) -> str:
+        return json.dumps({"s": self.state, "n": self.next_path, "t": self.issued_at}, separators=(",", ":"))
+
+    @classmethod
+    def from_cookie(cls, value: bytes | str | None) -> LoginStart | None:
+        """The login a (signature-checked) cookie holds; None for anything else."""
+        if not value:
+            return None
+        try:
+            data = json.loads(value)
+            start = cls(str(data["s"]), safe_next(str(data["n"])), int(data["t"]))
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return None
+        return start if _STATE.fullmatch(start.state) else None
+
+
+def matching_start(cookie: LoginStart | None, state: str, now: float) -> LoginStart | None:
+    """The started login this callback finishes: the cookie's own state, still fresh. Anything
+    else (no cookie, another browser's state, an old one) is None and spends nothing."""
+    if cookie is None or not _STATE.fullmatch(state or ""):
+        return None
+    if not hmac.compare_digest(cookie.state, state):
+        return None
+    if not 0 <= now - cookie.issued_at <= STATE_TTL_SECONDS:
+        return None
+    return cookie
 
 
 @dataclass(frozen=True)
@@ -72,24 +126,28 @@ class OAuthService:
         api: WeChatApi,
         identities: IdentityService,
         sessions: SessionStore,
+        clock: Clock,
     ) -> None:
         self._app_id = settings.wechat.app_id
         self._open_base_url = settings.wechat.open_base_url.rstrip("/") + "/"
         self._public_base_url = settings.server.public_base_url.rstrip("/")
         self._prefix = settings.redis.key_prefix
         self._redis = redis
+        self._limits = RateLimits(redis, clock)
         self._api = api
         self._identities = identities
         self._sessions = sessions
+        self._clock = clock
 
-    async def start(self, next_path: str | None, *, callback_path: str) -> str:
-        """The authorize URL to send the browser to; ``next_path`` is kept under a fresh state."""
-        state = secrets.token_hex(16)
-        try:
-            await self._redis.set(state_key(self._prefix, state), safe_next(next_path), ex=STATE_TTL_SECONDS)
-        except RedisError:
-            raise Unavailable() from None
-        return self.authorize_url(state, callback_path=callback_path)
+    def start(self, next_path: str | None, *, callback_path: str) -> tuple[LoginStart, str]:
+        """A new login: what the browser's cookie keeps, and the authorize URL to send it to.
+        Nothing is stored here, so anonymous starts cost the server nothing."""
+        login = LoginStart(secrets.token_hex(16), safe_next(next_path), int(self._clock.time()))
+        return login, self.authorize_url(login.state, callback_path=callback_path)
+
+    def matching(self, cookie: bytes | str | None, state: str) -> LoginStart | None:
+        """The login this browser started with this state, if any (see :func:`matching_start`)."""
+        return matching_start(LoginStart.from_cookie(cookie), state, self._clock.time())
 
     def authorize_url(self, state: str, *, callback_path: str) -> str:
         query = urlencode(
@@ -104,19 +162,26 @@ class OAuthService:
         )
         return f"{self._open_base_url}connect/oauth2/authorize?{query}#wechat_redirect"
 
-    async def finish(self, code: str, state: str, *, previous_session_id: str | None = None) -> OAuthLogin:
-        """Take the state back (once), exchange the code, upsert the identity and open a session.
-        A session the browser already had is closed: a login always gets a new session id."""
-        if not code or not _STATE.fullmatch(state or ""):
+    async def finish(
+        self, code: str, login: LoginStart, *, client_ip: str, previous_session_id: str | None = None
+    ) -> OAuthLogin:
+        """Spend the state (once), exchange the code, upsert the identity and open a session.
+        ``login`` is what :meth:`matching` found for this browser. A session the browser already
+        had is closed: a login always gets a new session id."""
+        if not code or len(code) > 128:
             raise NotLoggedIn()
+        windows = [
+            Window(k, seconds, limit)
+            for k, (seconds, limit) in zip(callback_window_keys(self._prefix, client_ip), CALLBACK_WINDOWS, strict=True)
+        ]
+        await self._limits.take(windows, "oauth callback")
         try:
-            stored = await self._redis.getdel(state_key(self._prefix, state))
+            fresh = await self._redis.set(spent_key(self._prefix, login.state), b"1", nx=True, ex=STATE_TTL_SECONDS)
         except RedisError:
             raise Unavailable() from None
-        if stored is None:
-            log.info("oauth callback with an unknown or used state")
+        if not fresh:
+            log.info("oauth callback with a state already used")
             raise NotLoggedIn()
-        next_path = safe_next(stored.decode() if isinstance(stored, bytes) else str(stored))
         try:
             grant = await self._api.oauth_exchange(code)
         except WeChatApiError as exc:
@@ -134,7 +199,7 @@ class OAuthService:
         if previous_session_id:
             await self._sessions.close(previous_session_id)
         session_id = await self._sessions.open(identity.id, "resident")
-        return OAuthLogin(identity=identity, session_id=session_id, next_path=next_path)
+        return OAuthLogin(identity=identity, session_id=session_id, next_path=login.next_path)
 
     async def _link_unionid(self, identity: IdentityView) -> IdentityView:
         """Ask the platform for a follower's unionid, so their mini-program identity links to this
