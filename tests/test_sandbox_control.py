@@ -3,6 +3,7 @@ signed and encrypted exactly as WeChat sends them; the reply comes back decrypte
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -253,6 +254,96 @@ async def test_sms_inbox_newest_first_per_phone(sandbox: Sandbox) -> None:
     assert bad.code == 400 and json.loads(bad.body)["field"] == "text"
 
 
+# --------------------------------------------------------------------------- the chat, kept across restarts
+
+MENU = [{"name": "服务", "sub_button": [{"type": "click", "name": "使用帮助", "key": "HELP"}]}]
+
+
+async def chat_of(sandbox: Sandbox, openid: str, after: int = 0) -> list[dict[str, Any]]:
+    return (await sandbox.get(f"/sandbox/api/users/{openid}/chat", after=str(after)))["entries"]
+
+
+async def test_the_chat_keeps_what_was_sent_done_replied_and_pushed_in_order(sandbox: Sandbox) -> None:
+    token = await sandbox.token()
+    await sandbox.post("/sandbox/cgi-bin/menu/create", {"button": MENU}, access_token=token)
+    openid = await sandbox.new_user()
+    await sandbox.post(f"/sandbox/api/users/{openid}/follow")
+    await sandbox.post(f"/sandbox/api/users/{openid}/text", {"content": "你好"})
+    await sandbox.post(f"/sandbox/api/users/{openid}/click", {"key": "HELP"})
+    body = {"touser": openid, "msgtype": "text", "text": {"content": "有人绑定了您的档案"}}
+    await sandbox.post("/sandbox/cgi-bin/message/custom/send", body, access_token=token)
+    chat = await chat_of(sandbox, openid)
+    assert [(e["kind"], e.get("text") or e.get("reply")) for e in chat[:6]] == [
+        ("note", "你关注了公众号"),
+        ("reply", "事件：subscribe:"),
+        ("sent", "你好"),
+        ("reply", "收到：你好"),
+        ("note", "点击菜单：使用帮助"),  # the item's name, as the phone showed it
+        ("reply", "事件：click:HELP"),
+    ]
+    assert chat[6]["kind"] == "push" and chat[6]["message"]["text"] == "有人绑定了您的档案"
+    assert [e["seq"] for e in chat] == sorted(e["seq"] for e in chat)
+    assert await chat_of(sandbox, openid, chat[3]["seq"]) == chat[4:]
+    bad = await sandbox.fetch(f"/sandbox/api/users/{openid}/chat?after=x")
+    assert bad.code == 400
+    # Refused actions leave no line: not following yet, nothing reaches the account.
+    other = await sandbox.new_user("李叔")
+    assert (await sandbox.fetch(f"/sandbox/api/users/{other}/text", method="POST", body={"content": "x"})).code == 409
+    assert await chat_of(sandbox, other) == []
+
+
+async def test_users_chats_pushes_sms_and_menus_survive_a_new_sandbox_on_the_same_data_dir(tmp_path: Path) -> None:
+    async with running_sandbox(tmp_path) as first:
+        token = await first.token()
+        await first.post("/sandbox/cgi-bin/menu/create", {"button": MENU}, access_token=token)
+        tag = (await first.post("/sandbox/cgi-bin/tags/create", {"tag": {"name": "staff"}}, access_token=token))["tag"]
+        openid = await first.new_user("张阿姨", unionid=True)
+        await first.post(
+            "/sandbox/cgi-bin/tags/members/batchtagging",
+            {"openid_list": [openid], "tagid": tag["id"]},
+            access_token=token,
+        )
+        await first.post(f"/sandbox/api/users/{openid}/follow")
+        await first.post(f"/sandbox/api/users/{openid}/text", {"content": "档案"})
+        body = {"touser": openid, "template_id": "T1", "url": first.base + "/r/home", "data": {"k": {"value": "v"}}}
+        pushed = await first.post("/sandbox/cgi-bin/message/template/send", body, access_token=token)
+        await first.post("/sandbox/api/sms", {"phone": "13800138000", "text": "验证码123456"})
+        user, chat = await first.get(f"/sandbox/api/users/{openid}"), await chat_of(first, openid)
+        messages, sms = await first.get(f"/sandbox/api/users/{openid}/messages"), await first.get("/sandbox/api/sms")
+        first.state.store.flush()  # what the debounce would write half a second later
+    kept = tmp_path / "data" / "sandbox-state.json"
+    assert json.loads(kept.read_text(encoding="utf-8"))["format"] == 1
+    assert not list(kept.parent.glob("*.tmp"))  # written aside, then moved into place
+
+    async with running_sandbox(tmp_path) as second:  # a restart: a new process, the same data dir
+        assert await second.get(f"/sandbox/api/users/{openid}") == user
+        assert await chat_of(second, openid) == chat
+        assert await second.get(f"/sandbox/api/users/{openid}/messages") == messages
+        assert await second.get("/sandbox/api/sms") == sms
+        assert (await second.get(f"/sandbox/api/users/{openid}/menu"))["menu"]["button"][0]["name"] == "服务"
+        # Ids go on from where they were: no msgid, tag id or chat line is handed out twice.
+        await second.post(f"/sandbox/api/users/{openid}/text", {"content": "随访"})
+        newer = await chat_of(second, openid, chat[-1]["seq"])
+        assert [e["kind"] for e in newer] == ["sent", "reply"]
+        token = await second.token()
+        again = await second.post("/sandbox/cgi-bin/message/template/send", body, access_token=token)
+        assert again["msgid"] > pushed["msgid"]
+        made = await second.post("/sandbox/cgi-bin/tags/create", {"tag": {"name": "other"}}, access_token=token)
+        assert made["tag"]["id"] > tag["id"]
+
+
+async def test_an_unreadable_state_file_is_set_aside_and_the_sandbox_starts_empty(tmp_path: Path) -> None:
+    kept = tmp_path / "data" / "sandbox-state.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{not json", encoding="utf-8")
+    async with running_sandbox(tmp_path) as sb:
+        assert (await sb.get("/sandbox/api/users"))["users"] == []
+        await sb.new_user()
+        await asyncio.sleep(0.8)  # the debounced write
+    assert (kept.parent / "sandbox-state.json.bad").read_text(encoding="utf-8") == "{not json"
+    assert len(json.loads(kept.read_text(encoding="utf-8"))["users"]) == 1
+
+
 # --------------------------------------------------------------------------- the phone page
 
 
@@ -262,6 +353,10 @@ async def test_phone_page_and_its_assets(sandbox: Sandbox) -> None:
     assert r.code == 200 and 'lang="zh-CN"' in html and 'data-base="/sandbox/"' in html
     for test_id in ("user-select", "user-create", "follow", "unfollow", "chat-input", "menu", "webview-frame"):
         assert f'data-test="{test_id}"' in html
+    # The SMS inbox can be pulled down over an open page, from the web view's own bar.
+    bar = html.split('class="webview__bar"')[1].split("</iframe>")[0]
+    assert 'data-test="webview-sms"' in bar and 'data-test="sms-sheet"' in bar
+    assert "<script>" not in html and " style=" not in html  # the CSP allows neither
     for asset in ("sandbox/phone.js", "sandbox/phone.css"):
         assert asset in html
         path = html.split(f"/static/{asset}")[1].split('"')[0]

@@ -1,14 +1,27 @@
 // The sandbox phone: one simulated WeChat user at a time, talking to the official account through
 // the sandbox's control API (DESIGN.md, "The sandbox"). Plain DOM, no libraries; data is only ever
-// written with textContent, never as HTML.
+// written with textContent, never as HTML. The chat comes from the sandbox (GET …/chat), which keeps
+// it across reloads and restarts; links in it show as short words, and open in the phone's web view.
 (function () {
   "use strict";
 
   var root = document.getElementById("sandbox");
   var base = root.dataset.base; // "/sandbox/"
   var me = null; // the current simulated user, as GET /api/users/{openid} returns it
-  var seen = {}; // msgid of pushed messages already shown
+  var lastSeq = 0; // the newest chat entry shown
   var smsTimer = null;
+  var sheetTimer = null;
+  var smsSeen = ""; // the newest SMS time seen in the web view's inbox (ISO, compares as text)
+
+  // Our own pages, by path: what a link to them says in the chat.
+  var LINK_LABELS = [
+    [/^\/r\/home\/?$/, "打开我的档案"],
+    [/^\/r\/bind\/?$/, "打开绑定档案"],
+    [/^\/r\/help\/?$/, "打开使用帮助"],
+    [/^\/r\/archives\/[^/]+\/?$/, "打开档案"],
+    [/^\/r\/archives\//, "打开档案详情"],
+    [/^\/r\/records\//, "打开记录"],
+  ];
 
   function $(id) { return document.getElementById(id); }
 
@@ -79,7 +92,7 @@
   function useUser(openid) {
     return api("GET", "users/" + encodeURIComponent(openid)).then(function (user) {
       me = user;
-      seen = {};
+      lastSeq = 0;
       localStorage.setItem("sandbox.openid", user.openid);
       // Who is "inside WeChat": the authorize page lets snsapi_base through silently for them.
       document.cookie = "sandbox_openid=" + encodeURIComponent(user.openid) + "; path=" + base + "; SameSite=Lax";
@@ -87,7 +100,7 @@
       $("chat-log").textContent = "";
       renderFollow();
       showTab("chat");
-      return Promise.all([loadMenu(), pollMessages()]);
+      return Promise.all([loadMenu(), pollChat()]);
     });
   }
 
@@ -114,7 +127,24 @@
     return item;
   }
 
-  function note(text) { addEntry("note", "chat-note", [el("span", { text: text })]); }
+  function note(text) { return addEntry("note", "chat-note", [el("span", { text: text })]); }
+
+  // What the user just did, shown at once; the sandbox's own entry replaces it when it arrives.
+  function pending(kind, text) {
+    var item = kind === "sent"
+      ? addEntry("me", "sent", [el("div", { className: "bubble", text: text })])
+      : note(text);
+    item.classList.add("chat__item--pending");
+    item.dataset.pending = kind + ":" + text;
+    return item;
+  }
+
+  function settle(kind, text) {
+    var mine = $("chat-log").querySelectorAll(".chat__item--pending");
+    for (var i = 0; i < mine.length; i++) {
+      if (kind === null || mine[i].dataset.pending === kind + ":" + text) { mine[i].remove(); if (kind !== null) return; }
+    }
+  }
 
   // A text reply may carry <a href="…">…</a> links, which WeChat shows as links; WeChat also makes
   // plain http(s) addresses tappable. The rest is text.
@@ -132,21 +162,31 @@
     return box;
   }
 
+  // A bare address shows as short words (as WeChat users see a link's title), not the URL.
   function plainText(box, text) {
     var re = /https?:\/\/[^\s<>"'，。）]+/g;
     var at = 0;
     var m;
     while ((m = re.exec(text)) !== null) {
       box.appendChild(document.createTextNode(text.slice(at, m.index)));
-      box.appendChild(link(m[0], m[0], "reply-link"));
+      box.appendChild(link(linkLabel(m[0]), m[0], "reply-link", "link link--chip"));
       at = re.lastIndex;
     }
     box.appendChild(document.createTextNode(text.slice(at)));
   }
 
-  function link(label, url, test) {
+  function linkLabel(url) {
+    var target;
+    try { target = new URL(url, location.href); } catch (e) { return "打开链接"; }
+    for (var i = 0; i < LINK_LABELS.length; i++) {
+      if (target.origin === location.origin && LINK_LABELS[i][0].test(target.pathname)) return LINK_LABELS[i][1];
+    }
+    return "打开网页（" + target.host + "）";
+  }
+
+  function link(label, url, test, className) {
     return el("a", {
-      href: url, text: label, "data-test": test, className: "link",
+      href: url, text: label, title: url, "data-test": test, "data-url": url, className: className || "link",
       onclick: function (e) { e.preventDefault(); openWeb(url, label); },
     });
   }
@@ -190,28 +230,46 @@
     }
   }
 
-  function pollMessages() {
+  function showEntry(e) {
+    if (e.seq <= lastSeq) return; // two polls crossed: shown already
+    lastSeq = e.seq;
+    if (e.kind === "sent") {
+      settle("sent", e.text);
+      addEntry("me", "sent", [el("div", { className: "bubble", text: e.text })]);
+    } else if (e.kind === "note") {
+      settle("note", e.text);
+      note(e.text);
+    } else if (e.kind === "reply") {
+      showReply(e);
+    } else if (e.kind === "push" && e.message) {
+      showPush(e.message);
+    }
+  }
+
+  // The chat as the sandbox keeps it: everything after the newest entry shown.
+  function pollChat() {
     if (!me) return Promise.resolve();
     var openid = me.openid;
-    return api("GET", "users/" + encodeURIComponent(openid) + "/messages").then(function (list) {
+    return api("GET", "users/" + encodeURIComponent(openid) + "/chat?after=" + lastSeq).then(function (data) {
       if (!me || me.openid !== openid) return;
-      list.slice().reverse().forEach(function (m) {
-        if (seen[m.msgid]) return;
-        seen[m.msgid] = true;
-        showPush(m);
-      });
+      data.entries.forEach(showEntry);
     }).catch(function () { /* the next poll will tell */ });
   }
 
-  // What the user does: the event goes to /wechat through the sandbox; the reply comes back.
+  // What the user does: the event goes to /wechat through the sandbox; the sandbox keeps the line
+  // and the reply in the chat, which the poll then shows.
   function act(action, body, shown) {
     if (!me) { toast("请先选择模拟用户"); showTab("users"); return Promise.resolve(); }
     if (shown) shown();
+    var failed = null;
     return api("POST", "users/" + encodeURIComponent(me.openid) + "/" + action, body)
-      .then(showReply)
-      .catch(function (e) { note(e.message); })
-      .then(refreshUser)
-      .then(pollMessages);
+      .catch(function (e) { failed = e; })
+      .then(pollChat)
+      .then(function () {
+        settle(null);
+        if (failed) note(failed.message);
+      })
+      .then(refreshUser);
   }
 
   // ------------------------------------------------------------------ menu
@@ -259,7 +317,7 @@
 
   function tap(b) {
     if (b.type === "click") {
-      act("click", { key: b.key }, function () { note("点击菜单：" + b.name); });
+      act("click", { key: b.key }, function () { pending("note", "点击菜单：" + b.name); });
     } else if (b.type === "view" || (b.type === "miniprogram" && b.url)) {
       openWeb(b.url, b.name);
       api("POST", "users/" + encodeURIComponent(me.openid) + "/view", { url: b.url }).catch(function () {});
@@ -277,28 +335,69 @@
     $("webview-title").textContent = title || "";
     $("webview-frame").src = target.href;
     $("webview").hidden = false;
+    checkSms();
+    clearInterval(sheetTimer);
+    sheetTimer = setInterval(checkSms, 3000);
   }
 
   function closeWeb() {
     $("webview").hidden = true;
+    showSheet(false);
+    clearInterval(sheetTimer);
     $("webview-frame").src = "about:blank";
+  }
+
+  // The page's own title, as WeChat's web view shows it (our pages are on this origin).
+  function pageTitle() {
+    try {
+      var title = $("webview-frame").contentDocument.title;
+      if (title) $("webview-title").textContent = title;
+    } catch (e) { /* another origin: keep the link's words */ }
   }
 
   // ------------------------------------------------------------------ SMS
 
-  function loadSms() {
+  function fetchSms() {
     var phone = $("sms-phone").value.trim();
-    return api("GET", "sms" + (phone ? "?phone=" + encodeURIComponent(phone) : "")).then(function (list) {
-      var ol = $("sms-list");
-      ol.textContent = "";
-      if (list.length === 0) ol.appendChild(el("li", { className: "sms__empty", text: "暂无短信" }));
-      list.forEach(function (s) {
-        ol.appendChild(el("li", { className: "sms__item", "data-test": "sms-item" }, [
-          el("p", { className: "sms__meta", text: s.phone + " · " + clock(s.at) }),
-          el("p", { className: "sms__text", text: s.text }),
-        ]));
-      });
-    }).catch(function (e) { toast(e.message); });
+    return api("GET", "sms" + (phone ? "?phone=" + encodeURIComponent(phone) : ""));
+  }
+
+  function renderSms(ol, list, test) {
+    ol.textContent = "";
+    if (list.length === 0) ol.appendChild(el("li", { className: "sms__empty", text: "暂无短信" }));
+    list.forEach(function (s) {
+      var code = /验证码\D{0,3}(\d{4,8})/.exec(s.text);
+      ol.appendChild(el("li", { className: "sms__item", "data-test": test }, [
+        el("p", { className: "sms__meta", text: s.phone + " · " + clock(s.at) }),
+        code ? el("p", { className: "sms__code", "data-test": "sms-code", text: code[1] }) : el("span"),
+        el("p", { className: "sms__text", text: s.text }),
+      ]));
+    });
+  }
+
+  function loadSms() {
+    return fetchSms().then(function (list) { renderSms($("sms-list"), list, "sms-item"); })
+      .catch(function (e) { toast(e.message); });
+  }
+
+  // The inbox over an open page: read the code without leaving it. The badge counts what is new.
+  function checkSms() {
+    return fetchSms().then(function (list) {
+      var open = !$("sms-sheet").hidden;
+      if (open) {
+        renderSms($("sheet-sms-list"), list.slice(0, 10), "sheet-sms-item");
+        if (list.length) smsSeen = list[0].at;
+      }
+      var fresh = open ? 0 : list.filter(function (s) { return s.at > smsSeen; }).length;
+      $("webview-sms-badge").textContent = fresh ? String(fresh) : "";
+      $("webview-sms-badge").hidden = !fresh;
+    }).catch(function () { /* the next check will tell */ });
+  }
+
+  function showSheet(open) {
+    $("sms-sheet").hidden = !open;
+    $("webview-sms").setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) checkSms();
   }
 
   // ------------------------------------------------------------------ wiring
@@ -317,27 +416,31 @@
       .then(function (u) { $("user-nickname").value = ""; return loadUsers(u.openid).then(function () { return useUser(u.openid); }); })
       .catch(function (err) { toast(err.message); });
   });
-  $("follow").addEventListener("click", function () { act("follow", {}, function () { note("你关注了公众号"); }); });
-  $("unfollow").addEventListener("click", function () { act("unfollow", {}, function () { note("你取消了关注"); }); });
+  $("follow").addEventListener("click", function () { act("follow", {}, function () { pending("note", "你关注了公众号"); }); });
+  $("unfollow").addEventListener("click", function () { act("unfollow", {}, function () { pending("note", "你取消了关注"); }); });
   $("chat-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var text = $("chat-input").value.trim();
     if (!text) return;
     $("chat-input").value = "";
-    act("text", { content: text }, function () {
-      addEntry("me", "sent", [el("div", { className: "bubble", text: text })]);
-    });
+    act("text", { content: text }, function () { pending("sent", text); });
   });
   $("scan-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var scene = $("scan-scene").value.trim();
     if (!scene) { toast("请填写二维码场景值"); return; }
     showTab("chat");
-    act("scan", { scene: scene }, function () { note("扫描二维码：" + scene); });
+    act("scan", { scene: scene }, function () { pending("note", "扫描二维码：" + scene); });
   });
   $("sms-phone").addEventListener("input", loadSms);
   $("webview-close").addEventListener("click", closeWeb);
-  setInterval(pollMessages, 2000);
+  $("webview-frame").addEventListener("load", pageTitle);
+  $("webview-sms").addEventListener("click", function () { showSheet($("sms-sheet").hidden); });
+  $("sms-sheet-close").addEventListener("click", function () { showSheet(false); });
+  setInterval(pollChat, 2000);
+
+  // SMS sent before this page was opened are not new.
+  fetchSms().then(function (list) { if (list.length && list[0].at > smsSeen) smsSeen = list[0].at; }).catch(function () {});
 
   var remembered = localStorage.getItem("sandbox.openid");
   loadUsers(remembered).then(function (users) {

@@ -117,3 +117,17 @@ async def browser() -> AsyncIterator[Any]:
             yield chromium
         finally:
             await chromium.close()
+
+
+def console_problems(page: Any) -> list[str]:
+    """Errors the page reports while the test runs: script errors and console errors (a
+    Content-Security-Policy refusal is one), except the browser's own request for /favicon.ico."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            problems.append(f"console: {message.text} at {message.location.get('url')}")
+
+    page.on("console", on_console)
+    return problems

@@ -1,16 +1,23 @@
 """The sandbox phone page in a real (headless) browser against the live app: pick a user, follow,
 read the welcome, tap the menu and land, signed in through WeChat's silent authorization, on our
-own page inside the phone's web view. Needs /usr/bin/chromium, the playwright package and a
-Chinese font (see ``browser`` in conftest)."""
+own page inside the phone's web view; bind an archive there reading the code from the SMS inbox
+pulled down over the page; reload and find the chat as it was. Needs /usr/bin/chromium, the
+playwright package and a Chinese font (see ``browser`` in conftest)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from binding.conftest import ELDER, people, person
+
 from wechat_backend.wechat.menu import push_menu
 
-from .conftest import Live
+from .conftest import Live, console_problems
+
+__all__ = ["people"]  # the data set of tests/binding, used here as a fixture
+
+SCREENSHOT = Path("/tmp/phone_bind_sms.png")  # the phone with a bind page open and the SMS inbox pulled down
 
 # Draws each character on a canvas: a missing glyph ("tofu") draws the same box for every character.
 GLYPHS_JS = """(chars) => chars.map((ch) => {
@@ -36,14 +43,7 @@ async def test_phone_page_follow_menu_and_our_signed_in_page(browser: Any, live:
     context = await browser.new_context(locale="zh-CN", viewport={"width": 420, "height": 860})
     page = await context.new_page()
     page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-
-    def on_console(message: Any) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            problems.append(f"console: {message.text} at {message.location.get('url')}")
-
-    page.on("console", on_console)
+    problems = console_problems(page)
     try:
         await page.goto(base + "/sandbox/")
         await expect(page.locator("#pane-users")).to_be_visible()  # nobody chosen yet
@@ -63,7 +63,11 @@ async def test_phone_page_follow_menu_and_our_signed_in_page(browser: Any, live:
         welcome = page.locator('[data-test="reply"]')
         await expect(welcome).to_have_count(1)
         await expect(welcome).to_contain_text("您好，欢迎关注！")
-        await expect(welcome).to_contain_text(base + "/r/home")
+        # The link shows as short words, not the address; tapping it opens the address.
+        home_link = welcome.locator('[data-test="reply-link"]')
+        await expect(home_link).to_have_text("打开我的档案")
+        await expect(home_link).to_have_attribute("data-url", base + "/r/home")
+        await expect(welcome).not_to_contain_text("http")
 
         # The pushed menu: our page, a CLICK item, and a group of CLICK items.
         menu = page.locator("#menu")
@@ -78,7 +82,7 @@ async def test_phone_page_follow_menu_and_our_signed_in_page(browser: Any, live:
         # A top-level CLICK item, then one inside the group: each answer appears in the chat.
         await menu.locator('[data-test="menu-item"][data-key="FOLLOWUP"]').click()
         await expect(page.locator('[data-test="reply"]')).to_have_count(2)
-        await expect(page.locator('[data-test="reply"]').last).to_contain_text("查看随访和体检记录")
+        await expect(page.locator('[data-test="reply"]').last).to_contain_text("暂时还不会主动发送随访提醒")
         help_item = menu.locator('[data-test="menu-item"][data-key="HELP"]')
         await expect(help_item).to_be_hidden()
         await menu.locator('[data-test="menu-group"][data-name="服务"]').click()
@@ -113,6 +117,79 @@ async def test_phone_page_follow_menu_and_our_signed_in_page(browser: Any, live:
         assert all(ink > 0 for ink, _ in glyphs), glyphs
         assert len({h for _, h in glyphs}) == len(glyphs), f"CJK characters all draw alike (tofu?): {glyphs}"
 
+        assert problems == []
+    finally:
+        await context.close()
+
+
+async def test_bind_in_the_phone_reading_the_code_from_the_inbox_over_the_page_then_reload(
+    browser: Any, people: Live
+) -> None:
+    from playwright.async_api import expect
+
+    base, services = people
+    await push_menu(services.settings, services.wechat)
+    elder = person(ELDER)
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 420, "height": 860})
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    try:
+        await page.goto(base + "/sandbox/")
+        await page.locator("#user-nickname").fill("刘阿姨")
+        await page.locator("#user-create").click()
+        await page.locator("#follow").click()
+        replies = page.locator('[data-test="reply"]')
+        await expect(replies).to_have_count(1)
+
+        # The welcome's link opens our page in the web view, signed in; its title is the page's.
+        await replies.first.locator('[data-test="reply-link"]').click()
+        await expect(page.locator("#webview")).to_be_visible()
+        inside = page.frame_locator("#webview-frame")
+        await expect(inside.locator("h1")).to_have_text("您已通过微信登录")
+        await expect(page.locator("#webview-title")).to_have_text("我的档案")
+        await expect(page.locator('[data-test="webview-sms-badge"]')).to_be_hidden()
+
+        # Bind: the notice, then the form (for whom first), then the code page.
+        await inside.get_by_role("link", name="绑定档案").first.click()
+        await inside.get_by_role("button", name="同意并继续").click()
+        await expect(inside.locator("legend")).to_have_text("为谁绑定？")
+        await inside.get_by_role("radio", name="本人").check()
+        await inside.get_by_label("姓名").fill(elder["name"])
+        await inside.get_by_label("身份证号").fill(elder["id_number"])
+        await inside.get_by_label("手机号").fill(elder["phone"])
+        await inside.get_by_role("button", name="获取验证码").click()
+        await expect(inside.locator("h1")).to_have_text("输入短信验证码")
+
+        # The SMS arrives: a badge on the web view's 短信 button; the inbox pulls down over the page.
+        badge = page.locator('[data-test="webview-sms-badge"]')
+        await expect(badge).to_have_text("1")
+        await page.locator('[data-test="webview-sms"]').click()
+        sheet = page.locator('[data-test="sms-sheet"]')
+        await expect(sheet).to_be_visible()
+        await expect(badge).to_be_hidden()
+        code = await sheet.locator('[data-test="sms-code"]').first.inner_text()
+        assert code.isdigit() and len(code) == 6
+        await expect(sheet.locator('[data-test="sheet-sms-item"]').first).to_contain_text(elder["phone"])
+        await expect(inside.locator("h1")).to_have_text("输入短信验证码")  # the page is still there below
+        await page.screenshot(path=str(SCREENSHOT))
+        assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        await page.locator('[data-test="sms-sheet-close"]').click()
+        await expect(sheet).to_be_hidden()
+        await inside.get_by_label("6位数字验证码").fill(code)
+        await inside.get_by_role("button", name="提交").click()
+        await expect(inside.locator('[data-test="notice"]')).to_contain_text("绑定成功")
+        await page.locator("#webview-close").click()
+
+        # A reload (or a server restart: the sandbox keeps its state) shows the same chat.
+        before = await page.locator("#chat-log").inner_text()
+        await page.reload()
+        await expect(page.locator("#current-user")).to_have_text("刘阿姨")
+        await expect(page.locator('[data-test="reply"]')).to_have_count(1)
+        await expect(page.locator('[data-test="reply-link"]')).to_have_text("打开我的档案")
+        assert await page.locator("#chat-log").inner_text() == before
         assert problems == []
     finally:
         await context.close()

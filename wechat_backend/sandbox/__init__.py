@@ -3,7 +3,8 @@
 Mounted under ``/sandbox`` in the serving process only when ``[sandbox] enabled`` and mode ``demo``
 (``wechat_backend.app.make_app``); production code never imports it. Point the backend at it with
 ``[wechat] api_base_url = open_base_url = "<public_base_url>/sandbox/"``. Its state lives in this
-process's memory (``SandboxState``). Pieces:
+process's memory (``SandboxState``); users, chats, pushes, SMS, menus and tags are also kept in
+``<data_dir>/sandbox-state.json`` (``store.py``), so a demo survives a restart. Pieces:
 
 - ``platform.py`` and ``tokens.py``, ``messages.py``, ``menus.py``, ``users.py``: api.weixin.qq.com;
 - ``handlers.py``: the handler base, the OAuth authorize page (open.weixin.qq.com) and the phone page;
@@ -23,6 +24,7 @@ from .control import (
     MenuHandler,
     SmsHandler,
     UserActionHandler,
+    UserChatHandler,
     UserHandler,
     UserMenuHandler,
     UserMessagesHandler,
@@ -71,6 +73,7 @@ def sandbox_routes(
         url(USER + r"/oauth-code", UserOAuthCodeHandler, kw, name="sandbox_user_oauth_code"),
         url(USER + r"/mp-code", UserMpCodeHandler, kw, name="sandbox_user_mp_code"),
         url(USER + r"/messages", UserMessagesHandler, kw, name="sandbox_user_messages"),
+        url(USER + r"/chat", UserChatHandler, kw, name="sandbox_user_chat"),
         url(USER + r"/menu", UserMenuHandler, kw, name="sandbox_user_menu"),
         url(r"/sandbox/api/menu", MenuHandler, kw, name="sandbox_menu"),
         url(r"/sandbox/api/sms", SmsHandler, kw, name="sandbox_sms"),

@@ -64,12 +64,28 @@ class UserActionHandler(SandboxHandler):
         user = self.find_user(openid)
         if action not in ACTIONS:
             raise ControlError(404, "not_found", "没有这个操作")
-        fields = getattr(self, action)(user, self.json_body())
+        body = self.json_body()
+        fields = getattr(self, action)(user, body)
         if fields is None:  # nothing happens in WeChat (already followed, not following)
             self.write_json({"reply": None})
             return
+        self.add_to_chat(user, action, body)
         reply: Reply = await self.callback.deliver(user.openid, fields)
+        if reply.msgtype is not None:
+            self.state.record_chat(user.openid, "reply", reply=reply.content, msgtype=reply.msgtype)
         self.write_json(reply.to_json())
+
+    def add_to_chat(self, user: SimUser, action: str, body: dict[str, Any]) -> None:
+        """What the phone shows for the user's own action (opening a page shows nothing)."""
+        if action == "text":
+            self.state.record_chat(user.openid, "sent", text=str(body["content"]))
+        elif action == "click":
+            name = self.state.menu_item_name(user, str(body["key"])) or str(body["key"])
+            self.state.record_chat(user.openid, "note", text=f"点击菜单：{name}")
+        elif action == "scan":
+            self.state.record_chat(user.openid, "note", text=f"扫描二维码：{str(body['scene']).strip()}")
+        elif action in ("follow", "unfollow"):
+            self.state.record_chat(user.openid, "note", text="你关注了公众号" if action == "follow" else "你取消了关注")
 
     def follow(self, user: SimUser, body: dict[str, Any]) -> dict[str, str | int] | None:
         if user.subscribed:
@@ -136,6 +152,19 @@ class UserMessagesHandler(SandboxHandler):
         """Template and customer-service messages pushed to this user, newest first."""
         user = self.find_user(openid)
         self.write_json([m.to_json() for m in self.state.messages_for(user.openid)])
+
+
+class UserChatHandler(SandboxHandler):
+    def get(self, openid: str) -> None:
+        """The phone's chat with the account, in order: ``{"entries": [{"seq", "at", "kind", …}]}``;
+        ``?after=<seq>`` for the newer ones only. ``kind``: ``sent`` (``text``), ``note``
+        (``text``), ``reply`` (``reply`` and, when not text, ``msgtype``) or ``push``
+        (``message``, as ``/messages`` shows it)."""
+        user = self.find_user(openid)
+        after = self.get_query_argument("after", "0")
+        if not after.isdigit() or len(after) > 18:
+            raise ControlError(400, "bad_input", "请检查填写的内容：after", field="after")
+        self.write_json({"entries": self.state.chat_for(user.openid, int(after))})
 
 
 class UserMenuHandler(SandboxHandler):

@@ -50,6 +50,11 @@ class SandboxHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
+    def on_finish(self) -> None:
+        # Whatever changes the state comes as a POST or DELETE: the store writes it (debounced).
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            self.state.changed()
+
     @property
     def is_page(self) -> bool:
         return "/api/" not in self.request.path

@@ -1,15 +1,17 @@
-"""The sandbox's memory: simulated users, what was pushed to them, menus, tags, codes, tokens, SMS, faults.
+"""The sandbox's memory: simulated users, what was pushed to them, their chats, menus, tags, codes,
+tokens, SMS, faults.
 
-Everything lives in this process and is gone on restart, as a sandbox's state should be. No I/O
-here: the platform API (``platform.py``) applies WeChat's rules to this state, the control API and
-the phone page (``handlers.py``) read and change it.
+It lives in this process. What a demo needs again after a restart — users, chats and pushes, SMS,
+menus and tags — is also written to ``<data_dir>/sandbox-state.json`` (``store.py``, which does
+that I/O; ``from_settings`` loads it); codes, tokens and faults are not kept. No I/O here: the
+platform API (``platform.py``) applies WeChat's rules to this state, the control API and the phone
+page (``handlers.py``) read and change it, and call :meth:`SandboxState.changed` after a change.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import secrets
 import urllib.parse
 from collections import defaultdict
@@ -21,11 +23,14 @@ from wechat_backend.clock import Clock
 if TYPE_CHECKING:
     from wechat_backend.config import Settings
 
+    from .store import StateStore
+
 TOKEN_TTL = 7200  # cgi-bin/token, stable_token, sns/oauth2/access_token
 TOKEN_OVERLAP = 300  # after a new cgi-bin/token the previous one still works this long
 CODE_TTL = 300  # OAuth and wx.login codes: 5 minutes, single use
 SYSTEM_TAGS = {2: "星标组"}
 FIRST_TAG_ID = 100
+MAX_CHAT = 500  # chat entries kept per user (the oldest go first)
 
 
 def iso(at: float) -> str:
@@ -88,6 +93,37 @@ class PushedMessage:
             "text": self.text,
             "at": iso(self.at),
         }
+
+
+ChatKind = Literal["sent", "note", "reply", "push"]
+
+
+@dataclass(frozen=True)
+class ChatEntry:
+    """One line of a user's chat with the account, in order: what they sent (``sent``), what they
+    did (``note``: followed, scanned, tapped a menu item), the account's passive ``reply`` (its
+    ``msgtype`` and content) and what it pushed later (``push``: the :class:`PushedMessage` by msgid)."""
+
+    seq: int
+    at: float
+    kind: ChatKind
+    text: str | None = None
+    reply: Any = None
+    msgtype: str | None = None
+    msgid: int | None = None
+
+    def to_json(self, pushed: dict[int, PushedMessage]) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "at": iso(self.at), "kind": self.kind}
+        if self.kind in ("sent", "note"):
+            out["text"] = self.text
+        elif self.kind == "reply":
+            out["reply"] = self.reply
+            if self.msgtype not in (None, "text"):
+                out["msgtype"] = self.msgtype
+        else:
+            msg = pushed.get(self.msgid or 0)
+            out["message"] = msg.to_json() if msg else None
+        return out
 
 
 @dataclass
@@ -180,18 +216,33 @@ class SandboxState:
         self.qr_tickets: dict[str, str] = {}  # scene -> ticket from cgi-bin/qrcode/create
         self.sms: list[Sms] = []
         self.faults: dict[str, Fault] = {}
-        self._msgids = itertools.count(secrets.randbelow(10**9) + 10**9)
-        self._menuids = itertools.count(secrets.randbelow(10**8) + 4 * 10**8)
-        self._tagids = itertools.count(FIRST_TAG_ID)
+        self.chat: dict[str, list[ChatEntry]] = defaultdict(list)
+        # The last id handed out of each kind (kept with the state: a msgid is never used twice).
+        self.last_msgid = secrets.randbelow(10**9) + 10**9
+        self.last_menuid = secrets.randbelow(10**8) + 4 * 10**8
+        self.last_tagid = FIRST_TAG_ID - 1
+        self.last_chat_seq = 0
+        self.store: StateStore | None = None  # where the state is kept, if it is
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> SandboxState:
+    def from_settings(cls, settings: Settings, *, clock: Clock | None = None, keep: bool = True) -> SandboxState:
+        """The sandbox of these settings; with ``keep``, what ``<data_dir>/sandbox-state.json``
+        holds is loaded and every change is written back (``store.py``)."""
         w, mp = settings.wechat, settings.miniprogram
         state = cls(Account(w.app_id, w.app_secret), Account(mp.app_id, mp.app_secret), clock=clock)
         host = urllib.parse.urlsplit(settings.server.public_base_url).hostname
         if host:
             state.oauth_domains.add(host)
+        if keep:
+            from .store import StateStore  # the file's I/O lives there
+
+            StateStore.for_settings(settings).attach(state)
         return state
+
+    def changed(self) -> None:
+        """Something worth keeping changed (the handlers call this after each changing request)."""
+        if self.store is not None:
+            self.store.schedule()
 
     def now(self) -> float:
         return self.clock.time()
@@ -200,7 +251,8 @@ class SandboxState:
         return next((a for a in (self.official, self.miniprogram) if a.app_id and a.app_id == app_id), None)
 
     def next_msgid(self) -> int:
-        return next(self._msgids)
+        self.last_msgid += 1
+        return self.last_msgid
 
     # ------------------------------------------------------------------ users
 
@@ -279,11 +331,30 @@ class SandboxState:
     def record_message(self, openid: str, kind: Literal["template", "custom"], **fields: Any) -> PushedMessage:
         msg = PushedMessage(msgid=self.next_msgid(), kind=kind, at=self.now(), **fields)
         self.messages[openid].append(msg)
+        self.record_chat(openid, "push", msgid=msg.msgid)
         return msg
 
     def messages_for(self, openid: str) -> list[PushedMessage]:
         """Newest first."""
         return list(reversed(self.messages.get(openid, [])))
+
+    # ------------------------------------------------------------------ the chat
+
+    def record_chat(self, openid: str, kind: ChatKind, **fields: Any) -> ChatEntry:
+        self.last_chat_seq += 1
+        entry = ChatEntry(seq=self.last_chat_seq, at=self.now(), kind=kind, **fields)
+        lines = self.chat[openid]
+        lines.append(entry)
+        if len(lines) > MAX_CHAT:
+            del lines[: len(lines) - MAX_CHAT]
+        return entry
+
+    def chat_for(self, openid: str, after: int = 0) -> list[dict[str, Any]]:
+        """The user's chat in order, the entries after ``seq`` ``after`` only."""
+        lines = [e for e in self.chat.get(openid, []) if e.seq > after]
+        wanted = {e.msgid for e in lines if e.kind == "push"}
+        pushed = {m.msgid: m for m in self.messages.get(openid, []) if m.msgid in wanted} if wanted else {}
+        return [e.to_json(pushed) for e in lines]
 
     def record_sms(self, phone: str, text: str) -> Sms:
         sms = Sms(phone, text, self.now())
@@ -297,7 +368,17 @@ class SandboxState:
     # ------------------------------------------------------------------ menus
 
     def new_menuid(self) -> int:
-        return next(self._menuids)
+        self.last_menuid += 1
+        return self.last_menuid
+
+    def menu_item_name(self, user: SimUser, key: str) -> str | None:
+        """The name of the CLICK item with ``key`` in the menu this user sees."""
+        menu = self.menu_for(user)
+        for button in menu.button if menu else []:
+            for leaf in button.get("sub_button") or [button]:
+                if leaf.get("key") == key:
+                    return str(leaf.get("name") or "") or None
+        return None
 
     def menu_for(self, user: SimUser) -> Menu | None:
         """The menu this user sees: the newest conditional menu whose tag matches, else the default.
@@ -315,9 +396,9 @@ class SandboxState:
     # ------------------------------------------------------------------ tags
 
     def create_tag(self, name: str) -> int:
-        tag_id = next(self._tagids)
-        self.tags[tag_id] = name
-        return tag_id
+        self.last_tagid += 1
+        self.tags[self.last_tagid] = name
+        return self.last_tagid
 
     def tag_members(self, tag_id: int) -> list[SimUser]:
         return [u for u in self.users.values() if tag_id in u.tag_ids]
