@@ -212,3 +212,31 @@ async def test_import_objects_takes_lines_already_in_memory(services: Services) 
 
     r = await services.ingest.import_objects([json.dumps(institution()), json.dumps(archive(1))])
     assert r.inserted == 2
+
+
+async def test_payload_keys_missing_from_the_field_dictionary_are_counted_by_kind(
+    services: Services, tmp_path: Path
+) -> None:
+    import json
+
+    ht = {"sbp": 142, "dbp": 88, "foo_bar": 1, "lab": {"x": 1}}
+    path = write(
+        tmp_path / "u.jsonl",
+        [
+            institution(),
+            archive(1),
+            record(1, 1, payload=ht),
+            record(2, 1, payload={"sbp": 130, "foo_bar": "y"}),
+            record(3, 1, kind="outpatient", diagnosis_codes=["J06.9"], payload={"diagnosis": "感冒", "note": "z"}),
+            record(4, 1, kind="prenatal_first", payload={"hiv_antibody": "1", "syphilis": "1"}),  # known, withheld
+            record(5, 1, kind="tuberculosis_followup", payload={"anything": 1}),  # never shown: not counted
+        ],
+    )
+    report = await services.ingest.import_file(path)
+    assert report.rejected == 0
+    assert report.unknown_keys == {
+        "hypertension_followup": {"foo_bar": 2, "lab": 1},
+        "outpatient": {"note": 1},
+    }
+    again = await services.ingest.import_objects([json.dumps(record(6, 1, payload={"sbp": 1, "foo_bar": 2}))])
+    assert again.unknown_keys == {"hypertension_followup": {"foo_bar": 1}}

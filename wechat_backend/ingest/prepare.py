@@ -1,5 +1,8 @@
 """The CPU stage of an import: parse, validate, label, encrypt and index one batch. No I/O.
 
+It also counts, per record kind, the payload keys the field dictionary (``records.forms``) does
+not know: residents never see them, and the count tells a vendor's mapping what is missing.
+
 It runs in worker processes during a file import (the write stage and the database keep the
 other core busy), or in the calling process for the few lines of an API call. What crosses back
 to the writer is encrypted rows plus the handful of clear fields the write stage needs to apply the
@@ -19,6 +22,7 @@ from ..config import IngestSettings, PrivacySettings, SecuritySettings
 from ..crypto import KeyRing
 from ..ids import new_public_id
 from ..privacy import label_basic_info, label_record
+from ..records.present import unknown_keys
 from .lines import ArchiveLine, InstitutionLine, LineError, RecordLine, parse_line
 
 RawLine = tuple[int, bytes | None, int]  # line number, content (None: too long), bytes consumed
@@ -47,6 +51,15 @@ class Prepared:
     errors: list[tuple[int, str]] = field(default_factory=list)
     lines: int = 0
     consumed: int = 0
+    # kind -> payload path the field dictionary does not know -> records with it (never shown)
+    unknown_keys: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count_unknown(self, kind: str, payload: dict[str, Any]) -> None:
+        paths = unknown_keys(kind, payload)
+        if paths:
+            counts = self.unknown_keys.setdefault(kind, {})
+            for path in paths:
+                counts[path] = counts.get(path, 0) + 1
 
     def only(self, no: int) -> Prepared:
         """The same batch restricted to one line (to isolate a conflict)."""
@@ -90,6 +103,7 @@ class Preparer:
             else:
                 meta = RecordMeta(line.upstream_id, line.version, line.archive_upstream_id)
                 out.records.append((no, meta, self._record_row(line, now)))
+                out.count_unknown(line.kind, line.payload)
         return out
 
     def _archive_row(self, x: ArchiveLine, now: dt.datetime) -> dict[str, Any]:

@@ -51,11 +51,20 @@ class ImportReport:
     rejected: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # the first MAX_KEPT_ERRORS
     seconds: float = 0.0
+    # kind -> payload key the field dictionary does not know (not shown to residents) -> records,
+    # e.g. {"hypertension_followup": {"foo_bar": 3}}; kinds residents never see are not counted
+    unknown_keys: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def reject(self, line_no: int, reason: str) -> None:
         self.rejected += 1
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append((line_no, reason))
+
+    def add_unknown(self, counts: dict[str, dict[str, int]]) -> None:
+        for kind, paths in counts.items():
+            mine = self.unknown_keys.setdefault(kind, {})
+            for path, n in paths.items():
+                mine[path] = mine.get(path, 0) + n
 
     @property
     def exit_code(self) -> int:
@@ -160,6 +169,7 @@ class IngestService:
         self, prepared: Prepared, report: ImportReport, reject: ErrorSink, progress: Progress | None
     ) -> None:
         report.lines += prepared.lines
+        report.add_unknown(prepared.unknown_keys)
         for no, reason in prepared.errors:
             reject(no, reason)
         await self._apply(prepared, report, reject)
