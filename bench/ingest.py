@@ -89,6 +89,7 @@ ARCHIVE_FIELDS = (
     "programmes",
     "family_doctor",
     "basic_info",
+    "filed_on",
 )
 RECORD_FIELDS = ("kind", "doctor", "diagnosis_codes", "payload")
 

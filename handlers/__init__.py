@@ -9,11 +9,20 @@ from typing import TYPE_CHECKING
 
 from tornado.routing import Rule
 
-from . import api, health, oauth, resident, wechat
+from . import api, archive, archive_pages, health, oauth, resident, site, wechat
 
 if TYPE_CHECKING:
     from wechat_backend.app import Services
 
 
 def routes(services: Services) -> list[Rule]:
-    return [*health.routes, *oauth.routes, *resident.routes, *api.routes, *wechat.routes]
+    return [
+        *site.routes,
+        *health.routes,
+        *oauth.routes,
+        *resident.routes,
+        *archive_pages.routes,
+        *api.routes,
+        *archive.routes,
+        *wechat.routes,
+    ]

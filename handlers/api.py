@@ -81,11 +81,6 @@ class ArchivesHandler(ApiHandler):
         self.write_json({"archives": await self.services.bound.list(self.caller)})
 
 
-class ArchiveHandler(ApiHandler):
-    async def get(self, archive_id: str) -> None:
-        self.write_json(await self.services.bound.get(self.caller, archive_id))
-
-
 class ArchiveBindingsHandler(ApiHandler):
     async def get(self, archive_id: str) -> None:
         self.write_json({"bindings": await self.services.bound.bindings_of(self.caller, archive_id)})
@@ -114,7 +109,6 @@ routes = [
     url(r"/api/v1/bind/verify", BindVerifyHandler, name="api_bind_verify"),
     url(r"/api/v1/logout", LogoutHandler, name="api_logout"),
     url(r"/api/v1/archives", ArchivesHandler, name="api_archives"),
-    url(rf"/api/v1/archives/{ID}", ArchiveHandler, name="api_archive"),
     url(rf"/api/v1/archives/{ID}/bindings", ArchiveBindingsHandler, name="api_archive_bindings"),
     url(rf"/api/v1/bindings/{ID}", BindingHandler, name="api_binding"),
     url(r"/api/v1/openapi.json", OpenApiHandler, name="api_openapi"),

@@ -1,5 +1,5 @@
 """``/api/v1/openapi.json``: the resident JSON API as OpenAPI 3.1, written next to the routes it
-describes (``handlers/api.py``) so the two change together."""
+describes (``handlers/api.py``, ``handlers/archive.py``) so they change together."""
 
 from __future__ import annotations
 
@@ -28,6 +28,30 @@ _AUTH = [{"bearer": []}, {"cookie": []}]
 _COMMON = {"401": _error("401", "not_logged_in"), "503": _error("503", "unavailable")}
 _STR = {"type": "string"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,24}$"}}
+
+
+def _read(summary: str, ref: str, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A read of one bound archive: 404 for any id the caller may not read, one 403 not_open."""
+    return {
+        "get": {
+            "summary": summary,
+            "security": _AUTH,
+            "parameters": [_ID, *(extra or [])],
+            "responses": {
+                "200": _ok(ref),
+                "403": _error("403", "not_open（暂未开放自助查询，无论原因）"),
+                "404": _error("404", "not_found"),
+                **_COMMON,
+            },
+        }
+    }
+
+
+_ARRAY = {"type": "array"}
+_FIELD = {
+    "type": "object",
+    "properties": {"label": _STR, "value": _STR, "unit": _STR, "reference": _STR, "flag": {"type": ["string", "null"]}},
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -99,14 +123,35 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/archives": {
             "get": {"summary": "我绑定的档案", "security": _AUTH, "responses": {"200": _ok("ArchiveList"), **_COMMON}}
         },
-        "/api/v1/archives/{id}": {
-            "get": {
-                "summary": "一份已绑定的档案",
+        "/api/v1/archives/{id}": _read("档案首页：姓名（部分隐藏）、建档机构、下次随访和各部分的条数", "Cover"),
+        "/api/v1/archives/{id}/basic": _read("个人基本信息（部分隐藏，不含不开放的信息）", "Basic"),
+        "/api/v1/archives/{id}/records": _read(
+            "服务记录，最新的在前；kind 为部分的 key（exam、hypertension…），cursor 为上一页的 next_cursor",
+            "RecordList",
+            extra=[
+                {"name": "kind", "in": "query", "required": False, "schema": _STR},
+                {"name": "cursor", "in": "query", "required": False, "schema": _STR},
+            ],
+        ),
+        "/api/v1/archives/{id}/trends": _read(
+            "变化趋势：血压、空腹血糖、体重、体质指数；5 岁以下儿童的 Z 评分", "Trends"
+        ),
+        "/api/v1/archives/{id}/access-log": _read("谁查看了这份档案（最近 50 次）", "AccessLog"),
+        "/api/v1/archives/{id}/note": {
+            "put": {
+                "summary": "给自己的这份绑定加备注（如“大宝”，最多 8 个字，只有自己看到）",
                 "security": _AUTH,
                 "parameters": [_ID],
-                "responses": {"200": _ok("Archive"), "404": _error("404", "not_found"), **_COMMON},
+                "requestBody": _body("Note"),
+                "responses": {
+                    "200": _ok("Note"),
+                    "400": _error("400", "bad_input"),
+                    "404": _error("404", "not_found"),
+                    **_COMMON,
+                },
             }
         },
+        "/api/v1/records/{id}": _read("一条服务记录，按国家表单的栏目", "Record"),
         "/api/v1/archives/{id}/bindings": {
             "get": {
                 "summary": "档案本人查看有哪些微信绑定了这份档案",
@@ -192,6 +237,99 @@ OPENAPI: dict[str, Any] = {
                     "relation": _STR,
                 },
             },
+            "Cover": {
+                "type": "object",
+                "properties": {
+                    "id": _STR,
+                    "name": _STR,
+                    "note": _STR,
+                    "gender": _STR,
+                    "age": {"type": "integer"},
+                    "relation": _STR,
+                    "relation_label": _STR,
+                    "institution": _STR,
+                    "consult_phone": _STR,
+                    "doctor": _STR,
+                    "filed_on": {"type": ["string", "null"]},
+                    "tags": {**_ARRAY, "items": _STR},
+                    "completeness": {"type": ["integer", "null"]},
+                    "next_due": {**_ARRAY, "items": {"type": "object"}},
+                    "sections": {
+                        **_ARRAY,
+                        "items": {
+                            "type": "object",
+                            "properties": {"key": _STR, "title": _STR, "count": {"type": "integer"}},
+                        },
+                    },
+                },
+            },
+            "Basic": {"type": "object", "properties": {"id": _STR, "fields": {**_ARRAY, "items": _FIELD}}},
+            "RecordItem": {
+                "type": "object",
+                "properties": {
+                    "id": _STR,
+                    "kind": _STR,
+                    "title": _STR,
+                    "date": _STR,
+                    "institution": _STR,
+                    "summary": _STR,
+                    "next_due_date": {"type": ["string", "null"]},
+                },
+            },
+            "RecordList": {
+                "type": "object",
+                "properties": {
+                    "records": {**_ARRAY, "items": {"$ref": "#/components/schemas/RecordItem"}},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+            "Record": {
+                "type": "object",
+                "properties": {
+                    "id": _STR,
+                    "kind": _STR,
+                    "title": _STR,
+                    "date": _STR,
+                    "institution": _STR,
+                    "doctor": _STR,
+                    "sections": {
+                        **_ARRAY,
+                        "items": {
+                            "type": "object",
+                            "properties": {"title": _STR, "fields": {**_ARRAY, "items": _FIELD}},
+                        },
+                    },
+                    "next_due_date": {"type": ["string", "null"]},
+                },
+            },
+            "Trends": {
+                "type": "object",
+                "properties": {
+                    "series": {
+                        **_ARRAY,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "key": _STR,
+                                "label": _STR,
+                                "unit": _STR,
+                                "band": {"type": ["array", "null"]},
+                                "points": {**_ARRAY, "description": "[[YYYY-MM-DD, 数值], …]"},
+                            },
+                        },
+                    }
+                },
+            },
+            "AccessLog": {
+                "type": "object",
+                "properties": {
+                    "entries": {
+                        **_ARRAY,
+                        "items": {"type": "object", "properties": {"at": _STR, "actor": _STR, "section": _STR}},
+                    }
+                },
+            },
+            "Note": {"type": "object", "properties": {"note": _STR}},
             "ArchiveList": {
                 "type": "object",
                 "properties": {"archives": {"type": "array", "items": {"$ref": "#/components/schemas/Archive"}}},

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from tornado.web import url
 
 from wechat_backend.binding.rules import RELATION_LABELS, RELATIONS
 from wechat_backend.clock import LOCAL_ZONE
-from wechat_backend.errors import AppError, ConsentRequired, NotLoggedIn, TooLarge
+from wechat_backend.errors import AppError, BadInput, ConsentRequired, NotFound, NotLoggedIn, TooLarge
 from wechat_backend.wechat.oauth import safe_next
 
 from .base import BaseHandler, public
@@ -83,9 +83,11 @@ class ResidentPage(BaseHandler):
 class ResidentHomeHandler(ResidentPage):
     async def get(self) -> None:
         archives = await self.services.bound.list(self.caller)
+        details = await self.services.records.home_details(self.caller, [a["id"] for a in archives])
         self.render(
             "resident/home.html",
             archives=archives,
+            details=details,
             notice=self.notice("bound", "unbound"),
             idle_minutes=self.services.settings.session.idle_minutes,
         )
@@ -147,17 +149,41 @@ class BindFormHandler(ResidentPage):
 
 
 class BindCodeHandler(ResidentPage):
+    """The code page of one bind attempt. A link whose code ran out, that was used, or that is not
+    (or no longer) one goes back to the bind form with the reason; someone else's bind id reads as
+    one that never existed."""
+
+    AGAIN: ClassVar[dict[str, str]] = {
+        "expired": "验证码已过期，请重新获取",
+        "done": "这次绑定已经完成，可在“我的档案”中查看",
+        "unknown": "这次绑定已失效，请重新填写",
+    }
+
     async def get(self, bind_id: str) -> None:
+        state = await self.services.binding.attempt_state(self.caller, bind_id)
+        if state != "open":
+            self.render_form_again(state)
+            return
         self.render_code(bind_id, None)
 
     async def post(self, bind_id: str) -> None:
+        state = await self.services.binding.attempt_state(self.caller, bind_id, "bind_verify")
+        if state != "open":
+            self.set_status(400)
+            self.render_form_again(state)
+            return
         await self.services.binding.verify(self.caller, bind_id, self.form().get("code", ""))
         await self.renew_session()
         self.clear_cookie(SENT_TO_COOKIE, path=self.reverse_url("resident_bind"))
         self.redirect(self.reverse_url("resident_home") + "?bound=1")
 
     def rerender(self, error: AppError) -> bool:
-        self.render_code(self.path_args[0], error)
+        # Gone meanwhile (or, for a resend, finished): the code page would only lead here again.
+        if isinstance(error, NotFound) or error.extra.get("field") == "bind_id":
+            self.set_status(400)
+            self.render_form_again("unknown" if isinstance(error, NotFound) else "expired")
+        else:
+            self.render_code(self.path_args[0], error)
         return True
 
     def render_code(self, bind_id: str, error: AppError | None) -> None:
@@ -172,12 +198,24 @@ class BindCodeHandler(ResidentPage):
             resend_after=limits.resend_after_seconds,
         )
 
+    def render_form_again(self, state: str) -> None:
+        """The bind form (it posts to ``/r/bind``), saying why the code page does not apply."""
+        self.render(
+            "resident/bind.html",
+            values={"relation": "self"},
+            relations=[(r, RELATION_LABELS[r]) for r in RELATIONS],
+            error=BadInput("bind_id", self.AGAIN.get(state, self.AGAIN["unknown"])),
+            error_field="bind_id",
+            consult_phone=None,
+        )
+
 
 class BindResendHandler(BindCodeHandler):
     async def get(self, bind_id: str) -> None:
         self.redirect(self.reverse_url("resident_bind_code", bind_id))
 
     async def post(self, bind_id: str) -> None:
+        # No look first: a code that ran out can be sent again; what cannot comes back as an error.
         started = await self.services.binding.resend(self.caller, bind_id)
         self.remember_sent_to(bind_id, started["phone"])
         self.redirect(self.reverse_url("resident_bind_code", bind_id) + "?resent=1")

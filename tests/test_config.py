@@ -97,6 +97,7 @@ PROD_SECRETS = {
     "WB_SECURITY_KEYS": "k1=AAAAAAAAAAAAAAAAAAAAAA==",
     "WB_SECURITY_BLIND_INDEX_KEY": "A" * 44,
     "WB_SECURITY_INGEST_HMAC_KEY": "A" * 44,
+    "WB_SECURITY_AUDIT_HMAC_KEY": "A" * 44,
     "WB_SMS_PROVIDER": "tencent",
 }
 
@@ -226,3 +227,13 @@ def test_example_config_loads_and_documents_every_setting(tmp_path: Path) -> Non
         assert section.name in documented, f"[{section.name}] missing from config.example.toml"
         for key in dataclasses.fields(cls):
             assert key.name in documented[section.name], f"[{section.name}] {key.name} is not documented"
+
+
+def test_service_name_and_consult_phone_default_and_override(tmp_path: Path) -> None:
+    s = load_settings(environ={}, overrides=demo(tmp_path))
+    assert s.service.consult_phone == "" and s.service.name == "居民电子健康档案查询"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\ndata_dir = "{tmp_path}"\n[service]\nconsult_phone = "0635-12320"\n', encoding="utf-8")
+    assert load_settings(cfg, environ={}).service.consult_phone == "0635-12320"
+    env = load_settings(environ={"WB_SERVICE_CONSULT_PHONE": "12345"}, overrides=demo(tmp_path))
+    assert env.service.consult_phone == "12345"

@@ -81,6 +81,15 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     )
     if report.rejected:
         print("被拒收的行已在上方逐行列出原因；修正后可重新导入同一文件，已导入的行不会重复。")
+    # Payload keys the field dictionary does not know: imported, never shown to residents.
+    unknown = sorted(
+        ((n, f"{kind}.{path}") for kind, paths in report.unknown_keys.items() for path, n in paths.items()),
+        key=lambda x: (-x[0], x[1]),
+    )
+    if unknown:
+        listed = "，".join(f"{name}（{n} 条）" for n, name in unknown[:10])
+        more = f"，另有 {len(unknown) - 10} 个" if len(unknown) > 10 else ""
+        print(f"有 {len(unknown)} 个字段不在字段字典中，居民看不到：{listed}{more}")
     return report.exit_code
 
 
@@ -147,8 +156,81 @@ async def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await services.close()
     print("密钥轮换完成：" + "，".join(f"{k} {v} 行" for k, v in done.items()))
-    print("确认无误后，可在下次轮换前从配置中移除旧密钥。")
+    print("审计日志中加密保存的拒绝原因仍用旧密钥：在审计日志的保存期限（至少 6 个月）内请保留旧密钥。")
     return 0
+
+
+async def cmd_audit(settings: Settings, args: argparse.Namespace, services: Any = None) -> int:
+    """``audit seal``: chain the rows not sealed yet. ``audit verify``: check the chain, the head
+    row and the head file, sealing nothing. Exit 0 intact (or sealed), 1 broken, 2 could not run.
+    ``services``: those of a command already running (``worker --once``), left open."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .app import build_services
+    from .audit_chain import ChainBroken, ChainError, Problem
+
+    def say(p: Problem) -> str:
+        witnesses = {"file": f"链头文件（{chain.head_file}）", "head_row": "链头记录（audit_chain 表）"}
+        witness = witnesses.get(p.witness or "", "")
+        if p.code == "edited":
+            return f"seq={p.seq}（id={p.row_id}）：内容与其 mac 不符，该行被修改过"
+        if p.code == "deleted" and p.witness:
+            return f"{witness}记录的 seq={p.seq} 在表中不存在：该行被删除"
+        if p.code == "deleted":
+            after = f"，其后一行为 seq={(p.until or 0) + 1}（id={p.row_id}）" if p.row_id is not None else ""
+            gap = f"seq={p.seq} 这一行" if p.seq == p.until else f"seq={p.seq}–{p.until} 这些行"
+            return f"{gap}不见了：被删除{after}"
+        if p.code == "newest_deleted":
+            return (
+                f"{witness}记录到 seq={p.until}，表中只到 seq={(p.seq or 1) - 1}：最新的行被删除"
+                "（若数据库确曾从备份恢复，核实后移走链头文件即可继续封存）"
+            )
+        if p.code == "head_mismatch":
+            return f"{witness}记录的 seq={p.seq} 的 mac 与表中该行不符：该行或链头被改动"
+        if p.code == "head_missing":
+            return "链头记录（audit_chain 表中 id=1 的行）不见了：被删除"
+        if p.code == "head_file_unreadable":
+            return f"链头文件 {chain.head_file} 无法读取或格式不对：被改动"
+        if p.code == "checkpoint_forged":
+            return f"检查点 seq={p.seq} 的签名无效：检查点被伪造或改动"
+        return f"检查点 seq={p.seq} 记录的 mac 与表中该行不符：该行或检查点被改动"
+
+    own = services is None
+    if own:
+        services = await build_services(settings, with_redis=False)
+    chain = services.audit_chain
+    try:
+        await _require_schema(services)
+        try:
+            if args.audit_command == "seal":
+                print(f"审计日志：已封存 {await chain.seal_pending()} 行")
+                return 0
+            result = await chain.verify()
+        except ChainBroken as exc:
+            print(f"审计日志未封存：{say(exc.problem)}。请运行 wechat-backend audit verify")
+            return 1
+        except ChainError:
+            raise CommandError("未配置 [security] audit_hmac_key，无法封存或检查审计日志") from None
+        except SQLAlchemyError as exc:
+            raise CommandError(
+                f"无法读取审计日志（{type(exc).__name__}），请确认已运行 wechat-backend db upgrade"
+            ) from None
+    finally:
+        if own:
+            await services.close()
+    start = f"（自检查点 seq={result.start_seq} 起）" if result.start_seq else ""
+    pending = f"；另有 {result.pending} 行尚未封存，未在检查之列" if result.pending else ""
+    if result.ok:
+        print(f"审计日志完整：已检查 {result.checked} 行{start}，链头 seq={result.last_seq}{pending}。")
+    else:
+        print(f"审计日志已被破坏：已检查 {result.checked} 行{start}，发现 {result.bad} 处问题：")
+        for p in result.problems[:10]:
+            print(f"  {say(p)}")
+        if result.bad > 10:
+            print(f"  ……其余 {result.bad - 10} 处从略")
+    if result.head_file == "missing":
+        print(f"! 未找到链头文件 {chain.head_file}：无法确认最新的行没有被删除（该文件由本机的封存进程写入）")
+    return 0 if result.ok else 1
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -164,7 +246,8 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    """Sends what the outbox holds: pushes whose first send failed or never happened."""
+    """Sends what the outbox holds: pushes whose first send failed or never happened. Also seals
+    the audit log (audit_chain.py) every few seconds."""
     from .app import build_services
 
     services = await build_services(settings)
@@ -173,10 +256,10 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         if args.once:
             done = await services.outbox.run_once()
             print(f"推送：已发送 {done.sent} 条，稍后重试 {done.retry} 条，已放弃 {done.dead} 条")
-            return 0
+            return await cmd_audit(settings, argparse.Namespace(audit_command="seal"), services)
         stop = _stop_on_signals()
-        log.info("worker started: sending the outbox")
-        await services.outbox.run(stop)
+        log.info("worker started: sending the outbox, sealing the audit log")
+        await asyncio.gather(services.outbox.run(stop), services.audit_chain.run(stop))
         log.info("worker stopped")
     finally:
         await services.close()
@@ -202,11 +285,12 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print("按 Ctrl+C 停止。")
         stop_worker = asyncio.Event()
         worker = asyncio.create_task(services.outbox.run(stop_worker))  # the demo's worker, in-process
+        sealer = asyncio.create_task(services.audit_chain.run(stop_worker))
         try:
             await _run_http(services, make_app, on_ready=lambda: _push_demo_menu(services))
         finally:
             stop_worker.set()
-            await worker
+            await asyncio.gather(worker, sealer)
     finally:
         await services.close()
     return 0
@@ -454,6 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     k_sub.add_parser("rotate", help="用当前密钥重新加密全部数据并重建盲索引（可中断后继续）")
     k_new = k_sub.add_parser("new", help="生成一个新的 SM4 密钥")
     k_new.add_argument("key_id")
+
+    aud = sub.add_parser("audit", help="审计日志的防篡改链")
+    a_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="<action>")
+    a_sub.add_parser("verify", help="检查整条链和链头文件（不封存）：0 完整，1 被破坏，2 无法检查")
+    a_sub.add_parser("seal", help="立即封存尚未入链的审计行（推送进程每隔几秒也会做）")
     return p
 
 
@@ -468,6 +557,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "keys": cmd_keys,
     "menu": cmd_menu,
     "check": cmd_check,
+    "audit": cmd_audit,
 }
 
 

@@ -15,6 +15,8 @@ import tornado.httputil
 import tornado.web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from . import audit
+from .audit_chain import AuditChain
 from .binding import BindingService, BoundArchives, ConsentService, RateLimits
 from .binding.notice import KIND as BINDING_ADDED
 from .binding.notice import binding_added_sender
@@ -29,6 +31,7 @@ from .keys import KeyRotation
 from .metrics import Metrics
 from .notify import Outbox
 from .privacy import check_policy
+from .records.service import RecordsService
 from .redis_client import RedisHandle, open_redis
 from .resources import resource_dir
 from .sms import SmsSender, make_sender
@@ -63,7 +66,9 @@ class Services:
     consent: ConsentService
     binding: BindingService
     bound: BoundArchives
+    records: RecordsService
     outbox: Outbox
+    audit_chain: AuditChain
 
     async def close(self) -> None:
         await self.callback.drain()  # replies still being worked on in the background
@@ -84,6 +89,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
     engine = create_engine(database_url(settings), pool_size=settings.database.pool_size, echo=settings.database.echo)
     sessions = session_factory(engine)
     keyring = KeyRing.from_settings(settings.security)
+    audit.configure(keyring)  # audit rows seal their reasons with it
     redis = await open_redis(settings) if with_redis else None
     identities = IdentityService(sessions, clock)
     prefix = settings.redis.key_prefix
@@ -144,7 +150,9 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         consent=consent,
         binding=binding,
         bound=BoundArchives(sessions, keyring, settings.privacy, clock, reads=read_session_factory(engine)),
+        records=RecordsService(sessions, keyring, settings.privacy, clock),
         outbox=outbox,
+        audit_chain=AuditChain(sessions, keyring, settings.security, settings.data_dir, clock),
     )
 
 
@@ -198,6 +206,7 @@ def _content_length(request: tornado.httputil.HTTPServerRequest) -> int:
 
 def make_app(services: Services) -> WebApp:
     from handlers import routes
+    from handlers.archive_pages import ui_modules
     from handlers.base import BodyTooLargeHandler, NotFoundHandler, log_request
     from handlers.headers import SecurityHeaders
 
@@ -214,6 +223,7 @@ def make_app(services: Services) -> WebApp:
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"samesite": "Lax", "secure": s.server.public_base_url.startswith("https://")},
         template_path=str(resource_dir("templates")),
+        ui_modules=ui_modules,
         static_path=str(resource_dir("static")),
         default_handler_class=NotFoundHandler,
         log_function=log_request,

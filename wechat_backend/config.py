@@ -209,6 +209,14 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    # What residents are told the service is called (the site's front page), and the city's
+    # consultation phone (read out when the typed details do not match an archive; empty: none).
+    name: str = "居民电子健康档案查询"
+    consult_phone: str = ""
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     active_key: str = ""
     # key id -> base64 of 16 random bytes (SM4-128)
@@ -218,6 +226,8 @@ class SecuritySettings:
     # bits kept of each blind index: few enough that equal values hide among coincidences
     blind_index_bits: int = 16
     ingest_hmac_key: str = ""
+    # base64 of at least 32 random bytes (HMAC-SM3 chain over the audit log; see audit_chain.py)
+    audit_hmac_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,6 +253,7 @@ class Settings:
     privacy: PrivacySettings = PrivacySettings()
     notify: NotifySettings = NotifySettings()
     sandbox: SandboxSettings = SandboxSettings()
+    service: ServiceSettings = ServiceSettings()
     security: SecuritySettings = SecuritySettings()
     ingest: IngestSettings = IngestSettings()
 
@@ -358,9 +369,10 @@ def _new_sm4_key() -> str:
 def _demo_secrets(data_dir: Path) -> dict[str, dict[str, Any]]:
     """Secrets for demo mode: made once, kept in data_dir so every command shares them."""
     path = data_dir / "secrets.toml"
+    kept: dict[str, Any] = {}
     if path.exists():
         with path.open("rb") as f:
-            return tomllib.load(f)
+            kept = tomllib.load(f)
     made = {
         "server": {"cookie_secret": secrets.token_urlsafe(32)},
         "wechat": {
@@ -375,8 +387,14 @@ def _demo_secrets(data_dir: Path) -> dict[str, dict[str, Any]]:
             "keys": {"k1": _new_sm4_key()},
             "blind_index_key": base64.b64encode(secrets.token_bytes(32)).decode(),
             "ingest_hmac_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "audit_hmac_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         },
     }
+    if kept:
+        # Made by an earlier version: keep every secret it has, add only the ones it lacks.
+        if all(key in kept.get(section, {}) for section, values in made.items() for key in values):
+            return kept
+        made = _fill_missing(kept, made)
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -415,6 +433,7 @@ _REQUIRED_SECRETS = (
     ("security", "keys"),
     ("security", "blind_index_key"),
     ("security", "ingest_hmac_key"),
+    ("security", "audit_hmac_key"),
 )
 
 
@@ -491,6 +510,8 @@ def _check_security(s: Settings) -> None:
             raise ConfigError(f"[security] keys.{kid} 应为 16 字节（SM4-128）的 base64")
     if sec.blind_index_key and len(_b64(sec.blind_index_key, "[security] blind_index_key")) < 32:
         raise ConfigError("[security] blind_index_key 应为至少 32 字节的 base64")
+    if sec.audit_hmac_key and len(_b64(sec.audit_hmac_key, "[security] audit_hmac_key")) < 32:
+        raise ConfigError("[security] audit_hmac_key 应为至少 32 字节随机数的 base64")
     if not 8 <= sec.blind_index_bits <= 63:
         raise ConfigError("[security] blind_index_bits 应在 8 到 63 之间")
 

@@ -30,7 +30,19 @@ class BadInput(AppError):
 
 
 class Mismatch(AppError):
+    """Name, ID number or phone do not match an archive: the same words whichever it is (and for
+    an ID number no archive has), so the answer never tells who has an archive. The words are put
+    together here only; ``consult_phone`` is ``[service] consult_phone``, the city's number."""
+
     code, status, message = "mismatch", 400, "信息不一致，请核对姓名、身份证号和手机号后重试"
+    PHONE_CHANGED = "如手机号已更换，请携带身份证到建档机构更新"
+
+    def __init__(self, consult_phone: str = "") -> None:
+        text = f"{self.message}。{self.PHONE_CHANGED}。"
+        if consult_phone:
+            super().__init__(f"{text}咨询电话：{consult_phone}", consult_phone=consult_phone)
+        else:
+            super().__init__(text)
 
 
 class NotLoggedIn(AppError):

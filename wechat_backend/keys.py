@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .blind_index import archive_indexes
 from .crypto import DecryptError, KeyRing, key_id_of
-from .db.models import Archive, Feedback, Notification, ServiceRecord
+from .db.models import Archive, Binding, Feedback, Notification, ServiceRecord
 
 
 class RotationError(Exception):
@@ -38,6 +38,7 @@ TARGETS = (
     Target("service_records", ServiceRecord.__table__, "record", "upstream_id"),
     Target("notifications", Notification.__table__, "notification", "dedup_key"),
     Target("feedback", Feedback.__table__, "feedback", "public_id"),
+    Target("bindings", Binding.__table__, "binding", "public_id"),
 )
 
 

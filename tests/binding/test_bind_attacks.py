@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 from conftest import make_settings
 from ingest_lines import archive
 from local_server import serving
 from sqlalchemy import func, select
 
+from wechat_backend import audit
 from wechat_backend.app import build_services, make_app
 from wechat_backend.binding import BindingService, Caller, RateLimits, parse_bind_request
 from wechat_backend.db.models import AuditEvent, BindAttempt, Binding, Identity
-from wechat_backend.errors import Unavailable
+from wechat_backend.errors import Mismatch, Unavailable
 from wechat_backend.validators import id_check_char
 
 from .conftest import CLOSED_COUNTY, ELDER, NOT_OPENED, PARENT_OF_CHILD_PHONE, SENSITIVE, TEEN, person
@@ -27,27 +30,64 @@ async def bindings(services: Any) -> int:
 
 
 async def audit_reasons(services: Any, action: str) -> list[str | None]:
+    """The reasons of the rows of ``action``, opened where they are sealed (audit.reason_of)."""
     async with services.sessions() as s:
-        q = select(AuditEvent.reason).where(AuditEvent.action == action).order_by(AuditEvent.id)
-        return list((await s.scalars(q)).all())
+        q = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        return [audit.reason_of(row, services.keyring) for row in (await s.scalars(q)).all()]
+
+
+async def three_mismatches(mallory: Any) -> list[httpx.Response]:
+    """A wrong name, a wrong phone and an ID number no archive has, for 刘淑珍's archive."""
+    unknown_id = "371522195503109991"[:17]
+    return [
+        await mallory.start(ELDER, name="刘淑芬"),
+        await mallory.start(ELDER, phone="13906350999"),
+        await mallory.start(ELDER, id_number=unknown_id + id_check_char(unknown_id)),
+    ]
 
 
 async def test_wrong_name_wrong_phone_and_unknown_id_get_one_and_the_same_answer(resident: Any, people: Any) -> None:
     _, services = people
     mallory = await resident("试探者")
     elder = person(ELDER)
-    unknown_id = "371522195503109991"[:17]
-    answers = [
-        await mallory.start(ELDER, name="刘淑芬"),
-        await mallory.start(ELDER, phone="13906350999"),
-        await mallory.start(ELDER, id_number=unknown_id + id_check_char(unknown_id)),
-    ]
+    answers = await three_mismatches(mallory)
     assert {r.status_code for r in answers} == {400}
     assert len({r.content for r in answers}) == 1  # byte for byte
-    assert answers[0].json() == {"error": "mismatch", "message": "信息不一致，请核对姓名、身份证号和手机号后重试"}
+    assert answers[0].json() == {
+        "error": "mismatch",
+        "message": "信息不一致，请核对姓名、身份证号和手机号后重试。如手机号已更换，请携带身份证到建档机构更新。",
+    }
     assert await mallory.inbox(elder["phone"]) == [] and await bindings(services) == 0
     # Staff can tell the cases apart; the audit keeps the precise reason.
     assert await audit_reasons(services, "bind_start") == ["name_mismatch", "phone_mismatch", "unknown_identifier"]
+
+
+async def test_with_a_city_consultation_phone_every_mismatch_names_it_and_stays_one_answer(
+    resident: Any, people: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, services = people
+    city = replace(services.settings, service=replace(services.settings.service, consult_phone="0635-12320"))
+    monkeypatch.setattr(services.binding, "_settings", city)  # as if [service] consult_phone were set
+    mallory = await resident("试探者")
+    answers = await three_mismatches(mallory)
+    assert {r.status_code for r in answers} == {400}
+    assert len({r.content for r in answers}) == 1  # byte for byte
+    assert answers[0].json() == {
+        "error": "mismatch",
+        "message": "信息不一致，请核对姓名、身份证号和手机号后重试。如手机号已更换，请携带身份证到建档机构更新。"
+        "咨询电话：0635-12320",
+        "consult_phone": "0635-12320",
+    }
+
+
+def test_the_mismatch_words_are_put_together_in_one_place() -> None:
+    assert Mismatch().to_json() == {
+        "error": "mismatch",
+        "message": "信息不一致，请核对姓名、身份证号和手机号后重试。如手机号已更换，请携带身份证到建档机构更新。",
+    }
+    with_phone = Mismatch("12345")
+    assert with_phone.message.endswith("如手机号已更换，请携带身份证到建档机构更新。咨询电话：12345")
+    assert with_phone.extra == {"consult_phone": "12345"} and with_phone.status == 400
 
 
 async def test_names_compare_after_normalising_width_spaces_and_the_middle_dot(resident: Any) -> None:

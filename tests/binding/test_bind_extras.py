@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from handlers import api
+from handlers import api, archive
+from wechat_backend import audit
 from wechat_backend.binding import BindingService, Caller, parse_bind_request
 from wechat_backend.db.models import AuditEvent, BindAttempt, Identity
 from wechat_backend.errors import RateLimited, Unavailable
@@ -80,7 +81,8 @@ async def test_the_daily_cap_over_all_phones_refuses_and_raises_the_alarm(
     assert await me.inbox(third["phone"]) == []
     assert any(r.levelno == logging.ERROR and "daily cap" in r.getMessage() for r in caplog.records)
     async with services.sessions() as s:
-        reasons = (await s.scalars(select(AuditEvent.reason).where(AuditEvent.action == "bind_code"))).all()
+        rows = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "bind_code"))).all()
+    reasons = [audit.reason_of(row, services.keyring) for row in rows]
     assert "daily_cap" in reasons
 
 
@@ -99,7 +101,8 @@ async def test_openapi_documents_every_api_route(people: Any, resident: Any) -> 
     doc = json.loads(r.text)
     documented = {path for path in doc["paths"] if path.startswith("/api/")}
     routed = {
-        rule.matcher.regex.pattern.rstrip("$").replace("([0-9A-Za-z_-]{1,24})", "{id}") for rule in api.routes
+        rule.matcher.regex.pattern.rstrip("$").replace("([0-9A-Za-z_-]{1,24})", "{id}")
+        for rule in [*api.routes, *archive.routes]
     } - {"/api/v1/openapi.json"}
     assert documented == routed
     for path in doc["paths"].values():

@@ -3,10 +3,12 @@ from the SMS inbox, verify, and the archive in the list."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import func, select
 
+from wechat_backend.binding.consent import NOTICE_PARAGRAPHS, NOTICE_TITLE, NOTICE_VERSION
 from wechat_backend.db.models import AuditEvent, BindAttempt, Binding
 
 from .conftest import (
@@ -133,6 +135,27 @@ async def test_consent_comes_first(resident: Any) -> None:
     assert await newcomer.inbox(person(ELDER)["phone"]) == []
     old = await newcomer.call("POST", "/api/v1/consent", {"version": "2001-01"})
     assert old.status_code == 400 and old.json()["field"] == "version"
+
+
+# Each version of the privacy notice and a digest of its words: people agree to a version, so new
+# words need a new version (and a new line here), or the recorded agreements would be to other words.
+NOTICE_DIGESTS = {
+    "2026-11": "95ff21c7e3a58ca070a57a97988cb09d1d94273f189d515cce87901fb8b6a06c",
+    "2026-12": "a86191e64c0a94c671d863baa32ae47b87774e9b52c0df64e6ff6f8b8c1d4cc6",
+}
+
+
+def test_new_words_in_the_privacy_notice_come_with_a_new_version() -> None:
+    words = "\n".join((NOTICE_TITLE, *NOTICE_PARAGRAPHS)).encode()
+    assert NOTICE_DIGESTS.get(NOTICE_VERSION) == hashlib.sha256(words).hexdigest(), (
+        "the notice's text changed: give it a new NOTICE_VERSION and add its digest here"
+    )
+
+
+def test_the_privacy_notice_promises_no_reminders_and_no_message_box() -> None:
+    text = "".join(NOTICE_PARAGRAPHS)
+    assert "提醒" not in text and "留言" not in text and "推送" not in text
+    assert "谁查看了档案" in text  # what residents can read about who read theirs
 
 
 async def test_a_guardian_is_told_when_someone_else_binds_the_child(resident: Any, clock: Any) -> None:

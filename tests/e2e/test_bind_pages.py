@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -172,7 +172,7 @@ async def test_a_follower_binds_her_own_archive_through_consent_form_and_code(pe
     assert v.hops[-2:] == [("POST", "/r/consent", 302), ("GET", "/r/bind", 200)]
     identity = await services.identities.by_openid("oa", v.openid)
     assert identity is not None and await services.consent.has_agreed(identity.id)
-    assert "这是谁的档案？" in form.text and "新生儿尚未办理身份证？" in form.text
+    assert "为谁绑定？" in form.text and "新生儿尚未办理身份证？" in form.text
     assert re.search(r'value="self"\s+checked', form.text)  # 本人 is chosen already
     assert "为家人绑定时也可填写档案登记的联系人电话" in form.text
 
@@ -284,6 +284,8 @@ async def test_a_wrong_name_shows_the_mismatch_on_the_form_and_binds_nothing(peo
     again = await v.submit(form, "/r/bind", v.bind_fields(ELDER, name="刘淑芬", relation="parent"))
     assert again.status_code == 400 and urlsplit(str(again.url)).path == "/r/bind"
     assert "信息不一致" in again.text and 'data-test="form-error"' in again.text
+    # A changed phone is the usual cause: where to go. No city number is configured here, so none.
+    assert "如手机号已更换，请携带身份证到建档机构更新" in again.text and "tel:" not in again.text
     # What was typed stays, except the ID number and phone, which a page never carries back.
     assert 'value="刘淑芬"' in again.text and re.search(r'value="parent"\s+checked', again.text)
     assert not re.search(r'name="(id_number|phone|archive_no)"[^>]*value=', again.text)
@@ -314,6 +316,115 @@ async def test_an_archive_not_open_to_residents_shows_the_consultation_phone(vis
     assert 'href="tel:0635-7123456"' in closed.text
     assert await v.control("GET", f"sms?phone={person(NOT_OPENED)['phone']}") == []
     v.assert_private()
+
+
+async def test_a_mismatch_names_the_city_consultation_phone_with_a_tel_link_when_set(
+    people: Live, visitors: Visitors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, services = people
+    city = replace(services.settings, service=replace(services.settings.service, consult_phone="0635-12320"))
+    monkeypatch.setattr(services.binding, "_settings", city)  # as if [service] consult_phone were set
+    v = await visitors("刘阿姨")
+    form = await v.submit(await v.go("/r/bind"), "/r/consent", {})
+    again = await v.submit(form, "/r/bind", v.bind_fields(ELDER, phone="13906350999"))
+    assert again.status_code == 400
+    assert form_error(again.text).endswith("如手机号已更换，请携带身份证到建档机构更新。咨询电话：0635-12320")
+    assert re.search(r'<a class="ui-link" href="tel:0635-12320" data-test="consult-phone">', again.text)
+    v.assert_private()
+
+
+async def test_the_form_asks_for_whom_first_then_the_fields(visitors: Visitors) -> None:
+    v = await visitors("刘阿姨")
+    form = (await v.submit(await v.go("/r/bind"), "/r/consent", {})).text
+    question = form.index("为谁绑定？")
+    choices = [form.index(f"<span>{label}</span>") for label in ("本人", "子女", "父母", "配偶", "其他家人")]
+    fields = [form.index(f'id="{name}"') for name in ("name", "id_number", "archive_no", "phone")]
+    assert question < min(choices) and choices == sorted(choices) and max(choices) < min(fields)
+    # The ids and names the browser test and bind-form.js rely on are all still there.
+    assert 'id="bind-form"' in form and all(f'name="{n}"' in form for n in ("relation", "name", "id_number", "phone"))
+
+
+# --------------------------------------------------------------------------- bind links that lead nowhere
+
+
+def form_error(page: str) -> str:
+    """The first line of the error shown on a form."""
+    found = re.search(r'data-test="form-error">\s*<p>(.*?)</p>', page, re.S)
+    return html.unescape(found[1]) if found else ""
+
+
+def without_tokens(page: str) -> str:
+    """A page with its XSRF tokens blanked: they differ on every render."""
+    return re.sub(r'name="_xsrf" value="[^"]*"', 'name="_xsrf" value=""', page)
+
+
+async def test_an_expired_bind_link_goes_back_to_the_form_with_the_reason(
+    people: Live, visitors: Visitors, clock: Any
+) -> None:
+    v = await visitors("刘阿姨")
+    form = await v.submit(await v.go("/r/bind"), "/r/consent", {})
+    code_page = await v.submit(form, "/r/bind", v.bind_fields(ELDER))
+    link = urlsplit(str(code_page.url)).path
+    code = await v.last_code(person(ELDER)["phone"])
+    clock.advance(seconds=301)
+
+    again = await v.go(link)  # the link from the history, or reopened later
+    assert again.status_code == 200 and 'data-test="bind"' in again.text and "为谁绑定？" in again.text
+    assert form_error(again.text) == "验证码已过期，请重新获取"
+    assert 'action="/r/bind"' in again.text and f'action="{link}' not in again.text  # no way back to the dead link
+    late = await v.submit(code_page, link, {"code": code})  # the code page left open, submitted late
+    assert late.status_code == 400 and form_error(late.text) == "验证码已过期，请重新获取"
+
+    # The form works from there: a new code, a new link.
+    fresh = await v.submit(again, "/r/bind", v.bind_fields(ELDER))
+    assert "输入短信验证码" in fresh.text and urlsplit(str(fresh.url)).path != link
+    home = await v.submit(fresh, str(fresh.url.path), {"code": await v.last_code(person(ELDER)["phone"])})
+    assert "绑定成功" in home.text
+
+    # The used link, opened again, says it is done.
+    done = await v.go(str(fresh.url.path))
+    assert form_error(done.text) == "这次绑定已经完成，可在“我的档案”中查看"
+    v.assert_private()
+
+
+async def test_an_unknown_or_someone_elses_bind_link_reads_the_same_and_goes_back_to_the_form(
+    people: Live, visitors: Visitors
+) -> None:
+    owner = await visitors("本人")
+    form = await owner.submit(await owner.go("/r/bind"), "/r/consent", {})
+    code_page = await owner.submit(form, "/r/bind", owner.bind_fields(ELDER))
+    theirs = urlsplit(str(code_page.url)).path
+
+    other = await visitors("他人")
+    mine = await other.submit(await other.go("/r/bind"), "/r/consent", {})
+    seen = await other.go(theirs)
+    unknown = await other.go("/r/bind/AAAAAAAAAAAAAAAA")  # the shape of a bind id, and nobody's
+    assert seen.status_code == unknown.status_code == 200
+    assert form_error(seen.text) == "这次绑定已失效，请重新填写"
+    assert without_tokens(seen.text) == without_tokens(unknown.text)  # nothing tells them apart
+    token = hidden_fields(mine.text, "/r/bind")  # their own form's XSRF token
+    guessed = await other.go(theirs, method="POST", data={**token, "code": "000000"})
+    assert guessed.status_code == 400 and form_error(guessed.text) == "这次绑定已失效，请重新填写"
+    resent = await other.go(theirs + "/resend", method="POST", data=token)
+    assert resent.status_code == 400 and form_error(resent.text) == "这次绑定已失效，请重新填写"
+
+    # The owner's attempt is untouched: the code page, and the code still binds.
+    assert "输入短信验证码" in (await owner.go(theirs)).text
+    home = await owner.submit(code_page, theirs, {"code": await owner.last_code(person(ELDER)["phone"])})
+    assert "绑定成功" in home.text
+    other.assert_private()
+
+
+async def test_the_site_root_names_the_service_and_the_way_in_without_a_login(live: Live) -> None:
+    base, _ = live
+    async with httpx.AsyncClient(trust_env=False, timeout=20, follow_redirects=False) as stranger:
+        r = await stranger.get(base + "/")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    page = html.unescape(r.text)
+    assert "<title>居民电子健康档案查询</title>" in page and "关注公众号" in page and "“我的档案”" in page
+    # No inline script or style: the Content-Security-Policy would block them.
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page) and "<style" not in page and " style=" not in page
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
 
 
 # --------------------------------------------------------------------------- unbinding

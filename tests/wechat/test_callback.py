@@ -405,7 +405,7 @@ async def test_unsubscribe_marks_the_identity_and_says_nothing(services: Service
         (replies.ARCHIVE, "查看健康档案"),
         (replies.FOLLOWUP, "随访和体检记录"),
         (replies.HELP, "回复下面的词语"),
-        (replies.FEEDBACK, "给建档机构留言"),
+        (replies.FEEDBACK, "暂时还不能留言"),
         ("NO_SUCH_KEY", "没有看懂"),
     ],
 )
@@ -423,7 +423,7 @@ async def test_menu_clicks_get_their_answer(services: Services, key: str, says: 
         ("随访", "查看随访和体检记录：\n" + HOME),
         ("帮助", "随访 — 查看随访和体检记录"),
         ("？", "绑定 — 绑定本人或家人的健康档案"),
-        ("留言", "工作人员会在工作日内回复"),
+        ("留言", "公众号暂时还不能留言"),
     ],
 )
 async def test_text_keywords_get_their_answer(services: Services, content: str, says: str) -> None:
@@ -658,7 +658,7 @@ async def test_a_retry_of_a_message_whose_line_is_read_from_the_database_waits_f
     query, body = safe_request(fixture("text", Content="留言"))
     first, second = await asyncio.gather(cb.handle(query, body), cb.handle(query, body))
     assert open_envelope(first.body) == open_envelope(second.body)
-    assert "给建档机构留言" in element(open_envelope(first.body), "Content")
+    assert "暂时还不能留言" in element(open_envelope(first.body), "Content")
     assert cb.counts["processed"] == 1 and cb.counts["retried"] == 1
 
 
@@ -683,3 +683,13 @@ async def test_after_redis_forgets_its_scripts_messages_are_still_deduplicated(s
     assert "没有看懂" in await push(cb, fixture("text", MsgId="2"))
     assert "没有看懂" in await push(cb, fixture("text", MsgId="2"))
     assert cb.counts["processed"] == 2 and cb.counts["retried"] == 1 and cb.counts["no_dedupe"] == 0
+
+
+async def test_a_follower_from_no_institution_is_given_the_citys_phone_when_set(services: Services) -> None:
+    service = dataclasses.replace(services.settings.service, consult_phone="0635-12320")
+    cb = callback_with(services, settings=dataclasses.replace(services.settings, service=service))
+    await push(cb, fixture("event_subscribe"))
+    assert "0635-12320" in await push(cb, fixture("text", Content="帮助"))
+    # Without it, the general line as before (another follower: the first one's line is cached).
+    other = fixture("text", Content="帮助", MsgId="2", FromUserName="oOTHERFOLLOWER")
+    assert "0635-12320" not in await push(services.callback, other)

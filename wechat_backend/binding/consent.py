@@ -12,7 +12,11 @@ from ..clock import Clock
 from ..db.models import Consent
 from ..errors import BadInput, ConsentRequired
 
-NOTICE_VERSION = "2026-11"
+# The notice's version: agreement is recorded per version, and a new version asks everyone again.
+# Change the text, change the version (tests/binding/test_bind_flow.py pins each version's text).
+# 2026-11: first notice. 2026-12: no promise of reminder pushes or 留言 (neither exists yet);
+# names the trends and the access log residents can read.
+NOTICE_VERSION = "2026-12"
 
 NOTICE_TITLE = "健康档案查询隐私说明"
 
@@ -20,16 +24,16 @@ NOTICE_TITLE = "健康档案查询隐私说明"
 NOTICE_PARAGRAPHS = (
     "一、能看到什么：绑定后，您可以查看本人或家人在基层医疗卫生机构建立的居民电子健康档案，"
     "包括基本信息（姓名、身份证号、手机号均部分隐藏）、健康体检、慢病随访、儿童和孕产妇保健等服务记录，"
-    "并在下次随访前收到提醒。",
+    "以及检查结果的变化趋势。",
     "二、不能看到什么：严重精神障碍、肺结核、艾滋病相关的信息按规定不开放自助查询，"
     "这些档案或记录不会显示；如需了解，请到建档机构当面咨询。",
     "三、怎样确认是您本人或家人：绑定时需填写姓名、身份证号和档案登记的手机号，"
     "验证码只发送到档案登记的手机号（或登记的联系人电话），5分钟内有效。",
-    "四、谁能看到查询记录：每一次查看档案都会记录时间和查看人。档案的本人可以看到有哪些微信账号绑定了自己的档案，"
-    "并可随时解除；县卫生健康局和建档机构的授权工作人员可以查看访问记录，用于安全审计。",
-    "五、怎样解除：在“我的档案”中点“解除绑定”即可，解除后该微信不再能查看这份档案，也不再收到提醒。",
+    "四、谁能看到查询记录：每一次查看档案都会记录时间和查看人，您可以在档案中的“谁查看了档案”里看到。"
+    "档案的本人可以看到有哪些微信账号绑定了自己的档案，并可随时解除；县卫生健康局和建档机构的授权工作人员可以查看访问记录，用于安全审计。",
+    "五、怎样解除：在“我的档案”中点“解除绑定”即可，解除后该微信不再能查看这份档案。",
     "六、未满14周岁的儿童：须由父母或其他监护人绑定，监护人同意本说明即代表为孩子同意。",
-    "七、如有疑问或发现信息有误，请联系建档机构，或在公众号中点“留言”。",
+    "七、如有疑问或发现信息有误，请联系建档机构（社区卫生服务中心或乡镇卫生院）。",
 )
 
 

@@ -15,7 +15,7 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -106,6 +106,9 @@ COUNT_TRY = (
         ATTEMPTS.c.code_expires_at,
     )
 )
+ATTEMPT_STATE = select(ATTEMPTS.c.status, ATTEMPTS.c.code_expires_at, ATTEMPTS.c.tries).where(
+    ATTEMPTS.c.public_id == bindparam("bind_id"), ATTEMPTS.c.identity_id == bindparam("me")
+)
 # FOR NO KEY UPDATE: it serialises verifies all the same, but does not block the KEY SHARE locks
 # that foreign-key checks take — two people binding each other's archives at once (each telling
 # the other's identity in the outbox) would otherwise deadlock.
@@ -130,6 +133,8 @@ MARK_SENT = update(ATTEMPTS).where(*_SENDING).values(status="sent", outcome=bind
 MARK_FAILED = (
     update(ATTEMPTS).where(*_SENDING).values(status="failed", outcome=bindparam("new_outcome"), code_hash=None)
 )
+
+AttemptState = Literal["open", "expired", "done", "unknown"]
 
 Refusal = tuple[str, AppError]
 """Why (for the audit) and what the person is told."""
@@ -259,7 +264,8 @@ class BindingService:
             found, named = await self._find(s, caller, req)
             if found is None:
                 archive_id, reason = named or (None, "unknown_identifier")
-                await _refuse(s, caller, "bind_start", archive_id, (reason, Mismatch()), result="failed")
+                mismatch = Mismatch(self._settings.service.consult_phone)  # one answer for every case
+                await _refuse(s, caller, "bind_start", archive_id, (reason, mismatch), result="failed")
             archive_id, phone = found.row.id, found.fields[found.target]
             refusal = self._archive_refusal(req, found, state)
             if refusal is not None:
@@ -341,6 +347,28 @@ class BindingService:
         if sent_at is not None and self._clock.now() - sent_at > stuck_after:
             return ("sent", "failed", "sending")
         return ("sent", "failed")
+
+    # ------------------------------------------------------------------ the code page's link
+
+    async def attempt_state(self, caller: Caller, bind_id: str, action: str = "bind_link") -> AttemptState:
+        """Where the caller's bind link stands: ``open`` (the code page applies: a code out and
+        still good, or one that a resend can replace), ``expired`` (the code ran out of time or
+        tries, or a newer code replaced it), ``done`` (verified: the archive is bound) or
+        ``unknown`` (no such attempt, or someone else's — the same answer, audited under ``action``)."""
+        if not isinstance(bind_id, str) or not 1 <= len(bind_id) <= 24:
+            return "unknown"
+        async with self._sessions() as s:
+            row = (await s.execute(ATTEMPT_STATE, {"bind_id": bind_id, "me": caller.identity_id})).first()
+            if row is None:
+                audit.by_identity(s, caller, action, result="denied", reason="unknown_bind_id")
+                await s.commit()
+                return "unknown"
+        if row.status in ("sending", "failed"):
+            return "open"
+        if row.status == "sent":
+            live = row.code_expires_at is not None and row.code_expires_at > self._clock.now()
+            return "open" if live and row.tries < self._limits_cfg.code_max_tries else "expired"
+        return "done" if row.status == "verified" else "expired"  # locked, replaced
 
     # ------------------------------------------------------------------ verify
 

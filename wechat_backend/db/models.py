@@ -157,6 +157,9 @@ class Binding(Timestamps, Base):
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
     archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"), index=True)
     relation: Mapped[str] = mapped_column(String(10))  # self, child, parent, spouse, other
+    # The binder's private note (备注, e.g. 大宝), to tell two children apart; aad "binding:<public_id>".
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class Consent(Base):
@@ -246,7 +249,9 @@ class Feedback(Timestamps, Base):
 
 
 class AuditEvent(Base):
-    """Who did what to which archive, and why it was refused. Never personal data in clear."""
+    """Who did what to which archive, and why it was refused. Never personal data in clear: a
+    reason that could say something about the archive or the person is sealed (see audit.py), and
+    every row is chained by ``seq`` and ``mac`` once a sealer has taken it (see audit_chain.py)."""
 
     __tablename__ = "audit_log"
 
@@ -258,14 +263,45 @@ class AuditEvent(Base):
     archive_id: Mapped[int | None] = mapped_column(Integer, index=True)
     record_id: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[str] = mapped_column(String(10))  # ok, denied, failed
-    reason: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(String(40))  # in clear only from audit.CLEAR_REASONS
     request_id: Mapped[str | None] = mapped_column(String(32))
     client_ip: Mapped[str | None] = mapped_column(String(45))
     detail: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    # Any other reason, SM4-GCM under the key ring (fixed width; aad from audit.reason_aad).
+    reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    # Set by the sealer, in the order it takes rows: 1, 2, 3 … and HMAC-SM3(prev mac || the row).
+    seq: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class AuditChainHead(Base):
+    """The audit chain's one head row (id 1): the last sealed seq and mac. Sealers lock it."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditCheckpoint(Base):
+    """The chain's (seq, mac) at a moment, tagged with the audit key: rows up to ``seq`` may be
+    deleted by retention and the rest still verify from here."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    mac: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    tag: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 __all__ = [
     "Archive",
+    "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
     "Base",
     "BindAttempt",

@@ -59,6 +59,7 @@ class ArchiveLine:
     programmes: tuple[str, ...]
     family_doctor: str | None
     basic_info: dict[str, Any]
+    filed_on: str | None = None  # 建档日期, YYYY-MM-DD
 
     def personal_fields(self) -> dict[str, Any]:
         """What goes into the row's single ciphertext."""
@@ -76,6 +77,7 @@ class ArchiveLine:
             "programmes": list(self.programmes),
             "family_doctor": self.family_doctor,
             "basic_info": self.basic_info,
+            "filed_on": self.filed_on,
         }
 
 
@@ -222,6 +224,9 @@ def _archive(o: dict[str, Any], today: dt.date) -> ArchiveLine:
         isinstance(completeness, bool) or not isinstance(completeness, int) or not 0 <= completeness <= 100
     ):
         raise LineError("字段 completeness 应为 0–100 的整数")
+    filed_on = _date(o, "filed_on", required=False, today=today)
+    if filed_on is not None and filed_on < birth:
+        raise LineError("建档日期 filed_on 早于出生日期")
     programmes = _str_list(o, "programmes")
     unknown = sorted(set(programmes) - set(PROGRAMMES))
     if unknown:
@@ -246,6 +251,7 @@ def _archive(o: dict[str, Any], today: dt.date) -> ArchiveLine:
         programmes=tuple(sorted(set(programmes))),
         family_doctor=_str(o, "family_doctor", max_len=40),
         basic_info=_object(o, "basic_info"),
+        filed_on=filed_on.isoformat() if filed_on else None,
     )
 
 

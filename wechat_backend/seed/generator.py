@@ -95,6 +95,7 @@ class _Run:
             for build in _BUILDERS:
                 drafts.extend(build(p, rng, today))
             drafts.sort(key=lambda d: d.date)  # stable: same-day records keep builder order
+            archive["filed_on"] = _filed_on(p, drafts)
             records = [
                 self._record(
                     p, archive["upstream_id"], n, draft, family_doctor if rng.random() < 0.7 else rng.choice(doctors)
@@ -182,3 +183,14 @@ def write_jsonl(
     if progress is not None and archives % _PROGRESS_EVERY:
         progress(archives % _PROGRESS_EVERY)
     return counts
+
+
+# Archives were filed from 2009 on (国家基本公共卫生服务 began then); a newborn's at birth.
+_FIRST_FILING = dt.date(2009, 10, 1)
+
+
+def _filed_on(p: Person, drafts: list[Draft]) -> str:
+    """建档日期: a month before the first record, never before birth or 2009 (no random draw, so the
+    rest of a seeded run is unchanged)."""
+    first = drafts[0].date - dt.timedelta(days=30) if drafts else _FIRST_FILING
+    return max(p.birth, _FIRST_FILING, first).isoformat()

@@ -211,6 +211,9 @@ class CallbackService:
         self._send_custom = send_custom
         self._budget = budget
         self._crypto = message_crypto(settings)
+        # Whom a follower who came through no institution's QR code can call.
+        phone = settings.service.consult_phone
+        self._city = Contact("卫生健康", phone) if phone else Contact()
         self._background: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         # Dispatch table for what does I/O, keyed by (MsgType, Event) as wechatpy's EVENT_TYPES.
@@ -476,7 +479,7 @@ class CallbackService:
         identity = await self._identities.upsert("oa", openid, subscribed=True, scene_institution_code=code)
         # The follower's contact line as of now, so their next messages need no database.
         if identity.scene_institution_code is None:
-            contact = Contact()
+            contact = self._city
         elif found is not None and identity.scene_institution_code == code:
             contact = found
         else:  # credited to an institution scanned before
@@ -501,9 +504,11 @@ class CallbackService:
         return replies.answer(menu_key, self._home_url, line)
 
     async def _contact(self, openid: str) -> Contact:
-        """The consultation phone of the institution the resident followed through, when known."""
+        """The consultation phone of the institution the resident followed through, when known;
+        else the city's (``[service] consult_phone``), when set."""
         async with self._sessions() as s:
-            return await find_contact(s, openid)
+            found = await find_contact(s, openid)
+        return found if found.phone else self._city
 
 
 def _redis_failed(label: object, exc: BaseException, purpose: str = "dedupe") -> None:

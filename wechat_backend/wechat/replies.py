@@ -65,11 +65,16 @@ def contact_line(contact: Contact | str) -> str:
     return "有疑问请联系您的建档机构（社区卫生服务中心或乡镇卫生院）。"
 
 
+# What a resident can read once an archive is bound (the archive pages under /r/); the welcome and
+# the 档案 answer list it. No reminder pushes and no 留言 yet: no answer promises them.
+ARCHIVE_CONTENTS = "基本信息、健康体检、慢病随访、孕产妇和儿童保健记录、变化趋势，以及谁查看了档案"
+
+
 def welcome(home_url: str, institution: str | None = None) -> str:
     hello = f"您好，欢迎关注！感谢您在{institution}扫码关注。" if institution else "您好，欢迎关注！"
     return (
         f"{hello}\n"
-        "在这里可以查看您本人和家人的居民电子健康档案，以及随访和体检记录。\n\n"
+        f"在这里可以查看您本人和家人的居民电子健康档案：{ARCHIVE_CONTENTS}。\n\n"
         "第一次使用请先绑定档案（需要用建档时登记的手机号接收验证码）：\n"
         f"{home_url}\n\n"
         "回复“帮助”查看全部功能。"
@@ -83,35 +88,28 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
         return (
             "绑定健康档案：\n"
             f"1. 打开 {bind_url}\n"
-            "2. 填写姓名、身份证号（或档案编号）和建档时登记的手机号\n"
+            "2. 先选为谁绑定，再填写姓名、身份证号（或档案编号）和建档时登记的手机号\n"
             "3. 输入收到的短信验证码，完成绑定\n\n"
             "也可以为孩子、父母等家人绑定，手机号须是他们档案里登记的号码。"
         )
     if key == ARCHIVE:
-        return (
-            f"查看健康档案：\n{home_url}\n\n"
-            "绑定后可以看到基本信息、健康体检和就诊记录。\n"
-            "还没有绑定？回复“绑定”查看步骤。"
-        )
+        return f"查看健康档案：\n{home_url}\n\n绑定后可以看到{ARCHIVE_CONTENTS}。\n还没有绑定？回复“绑定”查看步骤。"
     if key == FOLLOWUP:
         return (
-            f"查看随访和体检记录：\n{home_url}\n\n"
-            "每次随访和体检的日期、结果都在这里，下次随访前也会提醒您。\n"
+            "随访提醒：公众号暂时还不会主动发送随访提醒。\n"
+            "下次随访的日期写在每一条随访记录里，打开“我的档案”查看随访和体检记录：\n"
+            f"{home_url}\n\n"
             "还没有绑定？回复“绑定”查看步骤。"
         )
     if key == FEEDBACK:
-        return (
-            "给建档机构留言：\n"
-            f"打开 {home_url}，在档案页面点“留言”，写下您的问题，工作人员会在工作日内回复。\n\n"
-            f"着急的事请直接打电话。{contact_line(contact)}"
-        )
+        return f"留言咨询：公众号暂时还不能留言，有问题请直接打电话咨询。\n{contact_line(contact)}"
     if key == HELP:
         return (
             "回复下面的词语即可使用：\n"
             "绑定 — 绑定本人或家人的健康档案\n"
             "档案 — 查看健康档案\n"
-            "随访 — 查看随访和体检记录\n"
-            "留言 — 给建档机构留言\n"
+            "随访 — 查看随访和体检记录、下次随访日期\n"
+            "留言 — 查询建档机构的咨询电话\n"
             "帮助 — 显示本说明\n\n"
             f"{contact_line(contact)}"
         )
