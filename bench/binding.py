@@ -85,13 +85,13 @@ import tornado
 from harness import DEFAULT_PG_URL, PROJECT, RESULTS, BenchError, log, ms, percentile, verdict
 from machine import machine_info
 
-from wechat_backend.app import build_services
 from wechat_backend.binding.rules import relation_allowed
 from wechat_backend.clock import Clock
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.db import upgrade_url
 from wechat_backend.privacy import VisibilityInput, mask_id_number, mask_name, mask_phone, visibility
 from wechat_backend.seed import write_jsonl
+from wechat_backend.services import build_services
 
 P99_TARGET_MS = 50.0
 USERS = 16

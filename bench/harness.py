@@ -29,7 +29,7 @@ import asyncpg
 from sqlalchemy.engine import URL, make_url
 
 if TYPE_CHECKING:
-    from wechat_backend.app import Services
+    from wechat_backend.services import Services
 
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS = PROJECT / "bench" / "results"

@@ -36,10 +36,10 @@ import harness
 from binding import ARCHIVES, bench_settings, prepare_database, write_data
 from harness import DEFAULT_PG_URL, log, percentile
 
-from wechat_backend.app import build_services
 from wechat_backend.binding import Caller, parse_bind_request
 from wechat_backend.clock import Clock
 from wechat_backend.errors import Mismatch
+from wechat_backend.services import build_services
 from wechat_backend.validators import id_check_char
 
 KINDS = ("wrong name", "wrong phone", "unknown ID")

@@ -73,9 +73,9 @@ from harness import PROJECT, RESULTS, BenchError, log, ms, percentile, verdict
 from machine import machine_info
 from wechatpy.crypto import WeChatCrypto
 
-from wechat_backend.app import build_services
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.db import upgrade_url
+from wechat_backend.services import build_services
 from wechat_backend.wechat import replies
 
 RATIO_TARGET = 0.5

@@ -12,7 +12,7 @@ from tornado.routing import Rule
 from . import api, archive, archive_pages, health, oauth, resident, site, wechat
 
 if TYPE_CHECKING:
-    from wechat_backend.app import Services
+    from wechat_backend.services import Services
 
 
 def routes(services: Services) -> list[Rule]:

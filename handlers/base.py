@@ -17,7 +17,7 @@ from wechat_backend.errors import AppError, BadInput, NotFound, NotLoggedIn, Too
 from wechat_backend.web_sessions import Session
 
 if TYPE_CHECKING:
-    from wechat_backend.app import Services
+    from wechat_backend.services import Services
 
 log = logging.getLogger("wechat_backend.http")
 access_log = logging.getLogger("wechat_backend.access")

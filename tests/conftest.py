@@ -23,10 +23,11 @@ from local_server import listening, serving
 from platform_double import Platform, running_platform
 from sqlalchemy.engine import make_url
 
-from wechat_backend.app import Services, build_services, make_app
+from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.config import Settings, load_settings
 from wechat_backend.db import upgrade_url
+from wechat_backend.services import Services, build_services
 
 PG_URL = os.environ.get("DATABASE_URL_PG", "")
 REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"

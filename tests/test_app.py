@@ -73,7 +73,8 @@ async def test_metrics_refuse_addresses_outside_metrics_allow(services, tmp_path
     from conftest import make_settings
     from local_server import serving
 
-    from wechat_backend.app import build_services, make_app
+    from wechat_backend.app import make_app
+    from wechat_backend.services import build_services
 
     settings = make_settings(tmp_path, db_url, redis_url, server={"metrics_allow": ["10.0.0.0/8"]})
     svc = await build_services(settings, clock=services.clock)
@@ -102,7 +103,8 @@ async def test_shutdown_drain_waits_for_a_request_in_flight(services, tmp_path, 
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from wechat_backend.app import build_services, make_app
+    from wechat_backend.app import make_app
+    from wechat_backend.services import build_services
 
     sockets = bind_sockets(0, "127.0.0.1")
     base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"

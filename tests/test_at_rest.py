@@ -13,8 +13,8 @@ import pytest
 from conftest import TODAY, pg_dsn_for
 from sqlalchemy.engine import make_url
 
-from wechat_backend.app import Services
 from wechat_backend.seed import write_jsonl
+from wechat_backend.services import Services
 
 PERSONAL = ("name", "id_number", "phone", "contact_name", "contact_phone")
 

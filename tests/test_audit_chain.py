@@ -20,7 +20,6 @@ from alembic import command
 from sqlalchemy import delete, insert, select, update
 
 from wechat_backend import audit
-from wechat_backend.app import Services
 from wechat_backend.audit_chain import (
     COLUMNS,
     GENESIS,
@@ -38,6 +37,7 @@ from wechat_backend.crypto import DecryptError, KeyRing
 from wechat_backend.db import create_engine, is_sqlite, session_factory
 from wechat_backend.db.migrate import alembic_config
 from wechat_backend.db.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from wechat_backend.services import Services
 
 LOG = AuditEvent.__table__
 AT = dt.datetime(2026, 11, 25, 2, 0, 0, 123456, tzinfo=dt.UTC)

@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 from conftest import pg_dsn_for
 from sqlalchemy import text
 
-from wechat_backend.app import Services
 from wechat_backend.db import current_revision
 from wechat_backend.db.engine import create_engine, is_sqlite
 from wechat_backend.db.models import Base
+from wechat_backend.services import Services
 
 
 async def test_migrations_build_exactly_the_models(services: Services) -> None:

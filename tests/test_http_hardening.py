@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from handlers.headers import CONTENT_SECURITY_POLICY
-from wechat_backend.app import Services, build_services, make_app
+from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
+from wechat_backend.services import Services, build_services
 
 CAP = 65536
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from wechat_backend.app import Services
+from wechat_backend.services import Services
 
 
 async def test_follow_unfollow_and_first_scene_are_recorded(services: Services) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 from ingest_lines import COUNTY, archive, institution, record, write
 from sqlalchemy import func, select
 
-from wechat_backend.app import Services
 from wechat_backend.db.models import Archive, County, Institution, ServiceRecord
 from wechat_backend.ingest.service import IngestService
+from wechat_backend.services import Services
 
 
 async def rows(services: Services, model: type) -> list:

@@ -10,9 +10,9 @@ from conftest import make_settings
 from ingest_lines import archive, institution, record, write
 from sqlalchemy import select
 
-from wechat_backend.app import Services, build_services
 from wechat_backend.db.models import Archive, ServiceRecord
 from wechat_backend.keys import TARGETS, KeyRotation, RotationError
+from wechat_backend.services import Services, build_services
 
 NEW_KEY = base64.b64encode(bytes(range(100, 116))).decode()
 

@@ -32,3 +32,24 @@ def test_handlers_never_touch_the_database_or_redis_directly() -> None:
         if imports_of(p) & {"sqlalchemy", "redis", "asyncpg", "aiosqlite"}
     ]
     assert offenders == []
+
+
+def full_imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {n.name for node in ast.walk(tree) if isinstance(node, ast.Import) for n in node.names}
+    return names | {
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
+
+
+def test_handlers_and_the_application_do_not_import_each_other() -> None:
+    """Handlers know the services (wechat_backend.services), never the application that mounts them;
+    only wechat_backend/app.py imports handlers."""
+    handlers = [p for p in (ROOT / "handlers").rglob("*.py") if "wechat_backend.app" in full_imports_of(p)]
+    assert handlers == []
+    mounting = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "wechat_backend").rglob("*.py")
+        if p.name != "app.py" and "handlers" in imports_of(p)
+    ]
+    assert mounting == []

@@ -19,9 +19,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.web import url
 
 from handlers.base import BaseHandler
-from wechat_backend.app import Services, make_app
+from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.config import Settings
+from wechat_backend.services import Services
 from wechat_backend.wechat.oauth import DEFAULT_NEXT
 
 

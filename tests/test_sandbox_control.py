@@ -18,9 +18,9 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.messages import BaseMessage
 from wechatpy.utils import WeChatSigner
 
-from wechat_backend.app import Services
 from wechat_backend.sandbox import CallbackClient
 from wechat_backend.sandbox.callback import CallbackError
+from wechat_backend.services import Services
 
 
 @pytest.fixture

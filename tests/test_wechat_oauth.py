@@ -13,10 +13,10 @@ import pytest
 from conftest import make_settings
 from platform_double import APP_ID, Platform, wechat_overrides
 
-from wechat_backend.app import Services
 from wechat_backend.clock import FixedClock
 from wechat_backend.config import Settings
 from wechat_backend.errors import NotLoggedIn, RateLimited, Unavailable
+from wechat_backend.services import Services
 from wechat_backend.wechat.oauth import (
     CALLBACK_WINDOWS,
     DEFAULT_NEXT,

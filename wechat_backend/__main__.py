@@ -34,8 +34,8 @@ def _progress(**kw: Any) -> tqdm:
 
 
 async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from .app import build_services
     from .db import current_revision, upgrade
+    from .services import build_services
 
     services = await build_services(settings, with_redis=False)
     try:
@@ -58,7 +58,7 @@ async def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from .app import build_services
+    from .services import build_services
 
     path = Path(args.file)
     if not path.is_file():
@@ -94,8 +94,8 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_county(settings: Settings, args: argparse.Namespace) -> int:
-    from .app import build_services
     from .errors import AppError
+    from .services import build_services
 
     services = await build_services(settings, with_redis=False)
     try:
@@ -137,8 +137,8 @@ async def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    from .app import build_services
     from .keys import RotationError
+    from .services import build_services
 
     services = await build_services(settings, with_redis=False)
     try:
@@ -166,8 +166,8 @@ async def cmd_audit(settings: Settings, args: argparse.Namespace, services: Any 
     ``services``: those of a command already running (``worker --once``), left open."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .app import build_services
     from .audit_chain import ChainBroken, ChainError, Problem
+    from .services import build_services
 
     def say(p: Problem) -> str:
         witnesses = {"file": f"链头文件（{chain.head_file}）", "head_row": "链头记录（audit_chain 表）"}
@@ -234,7 +234,8 @@ async def cmd_audit(settings: Settings, args: argparse.Namespace, services: Any 
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from .app import build_services, make_app
+    from .app import make_app
+    from .services import build_services
 
     services = await build_services(settings)
     try:
@@ -248,7 +249,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Sends what the outbox holds: pushes whose first send failed or never happened. Also seals
     the audit log (audit_chain.py) every few seconds."""
-    from .app import build_services
+    from .services import build_services
 
     services = await build_services(settings)
     try:
@@ -271,7 +272,8 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     if not settings.is_demo:
         raise CommandError('demo 命令只能在演示模式下运行（[server] mode = "demo"）')
-    from .app import build_services, make_app
+    from .app import make_app
+    from .services import build_services
 
     services = await build_services(settings)
     try:
@@ -297,7 +299,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_menu(settings: Settings, args: argparse.Namespace) -> int:
-    from .app import build_services
+    from .services import build_services
     from .wechat.api import WeChatError
     from .wechat.menu import push_menu
 
@@ -316,9 +318,9 @@ async def cmd_menu(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     """Config was validated by loading it; now the database, Redis and the WeChat credentials."""
-    from .app import build_services
     from .db import current_revision
     from .health import failing_parts
+    from .services import build_services
     from .wechat.api import WeChatError
 
     print(f"✓ 配置：{settings.server.mode} 模式，公网地址 {settings.server.public_base_url}")

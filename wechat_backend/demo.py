@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from .app import Services
 from .db import upgrade
 from .db.models import Archive
 from .seed import write_jsonl
+from .services import Services
 
 SENSITIVE = {"severe_mental", "tuberculosis", "hiv"}
 

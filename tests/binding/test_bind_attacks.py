@@ -15,10 +15,11 @@ from local_server import serving
 from sqlalchemy import func, select
 
 from wechat_backend import audit
-from wechat_backend.app import build_services, make_app
+from wechat_backend.app import make_app
 from wechat_backend.binding import BindingService, Caller, RateLimits, parse_bind_request
 from wechat_backend.db.models import AuditEvent, BindAttempt, Binding, Identity
 from wechat_backend.errors import Mismatch, Unavailable
+from wechat_backend.services import build_services
 from wechat_backend.validators import id_check_char
 
 from .conftest import CLOSED_COUNTY, ELDER, NOT_OPENED, PARENT_OF_CHILD_PHONE, SENSITIVE, TEEN, person

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from ingest_lines import COUNTY, archive, institution, record
 from sqlalchemy import insert, select
 
-from wechat_backend.app import Services
 from wechat_backend.binding import Caller
 from wechat_backend.db.models import Archive, Binding
 from wechat_backend.errors import NotOpen
 from wechat_backend.records.sections import RESIDENT_KINDS
+from wechat_backend.services import Services
 
 SENSITIVE_CODES = ["F20", "F20.000x001", "F31.2", "F25.1", "A15.0", "A16.200x001", "B90.9", "B20", "B24.x01", "Z21"]
 PLAIN_CODES = ["I10", "E11.9", "J06.9", "K29.7", "G40.9", "I10.x00x002"]

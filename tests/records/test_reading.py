@@ -267,3 +267,23 @@ def test_staff_reads_are_named_by_institution_and_restricted_ones_plainly() -> N
         SimpleNamespace(at=at, actor_type="identity", actor_id="5", detail={"section": "cover"}), {5: "child"}, ""
     )
     assert family["actor"] == "父母" and family["section"] == "档案首页"
+
+
+async def test_a_read_whose_audit_row_cannot_be_written_serves_nothing(
+    readers: Any, resident: Any, people: Any
+) -> None:
+    _, services = people
+    me, archive_id = await bound(resident, ELDER)
+    from sqlalchemy import text
+
+    async with services.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE audit_log RENAME TO audit_log_gone"))
+    try:
+        for path in ("", "/records", "/trends"):
+            r = await get(me, f"/api/v1/archives/{archive_id}{path}")
+            assert r.status_code == 500 and r.json()["error"] == "internal"
+            assert "刘" not in r.text and "2026-10-12" not in r.text and "132" not in r.text
+    finally:
+        async with services.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE audit_log_gone RENAME TO audit_log"))
+    assert (await get(me, f"/api/v1/archives/{archive_id}")).status_code == 200

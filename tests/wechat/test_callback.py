@@ -37,9 +37,9 @@ from wechat_sample import (
     sign,
 )
 
-from wechat_backend.app import Services
 from wechat_backend.config import Settings
 from wechat_backend.errors import BadInput, Forbidden, TooLarge
+from wechat_backend.services import Services
 from wechat_backend.wechat import replies
 from wechat_backend.wechat.callback import (
     CONTACT_TTL,

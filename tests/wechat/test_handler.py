@@ -31,8 +31,9 @@ from wechat_sample import (
     safe_request,
 )
 
-from wechat_backend.app import Services, build_services, make_app
+from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
+from wechat_backend.services import Services, build_services
 from wechat_backend.wechat.callback import PLAINTEXT_REFUSED_TTL, plaintext_refused_key
 
 
