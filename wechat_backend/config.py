@@ -139,7 +139,7 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class PrivacySettings:
-    # ICD-10 categories (3 characters) or prefixes that label a record sensitive; see privacy.py.
+    # ICD-10 categories (3 characters) or prefixes that label a record sensitive; see wechat_backend/privacy/.
     psy_codes: tuple[str, ...] = ("F20", "F22", "F25", "F31", "F06")
     tb_codes: tuple[str, ...] = ("A15", "A16", "A17", "A18", "A19", "B90", "P37.0", "O98.0")
     hiv_codes: tuple[str, ...] = ("B20", "B21", "B22", "B23", "B24", "Z21", "O98.7", "F02.4", "R75")
