@@ -71,12 +71,12 @@ _BOUND = (
     .join(BINDINGS, BINDINGS.c.archive_id == ARCHIVES.c.id)
     .where(BINDINGS.c.identity_id.in_(PERSON_IDS))
     .order_by(BINDINGS.c.created_at, BINDINGS.c.id)
-    .limit(1)
 )
-BOUND_BY_PUBLIC_ID = _BOUND.where(ARCHIVES.c.public_id == bindparam("archive"))
-BOUND_BY_ID = _BOUND.where(ARCHIVES.c.id == bindparam("archive_pk"))
+BOUND_BY_PUBLIC_ID = _BOUND.where(ARCHIVES.c.public_id == bindparam("archive")).limit(1)
+BOUND_BY_ID = _BOUND.where(ARCHIVES.c.id == bindparam("archive_pk")).limit(1)
+ALL_BOUND = _BOUND  # every archive the person bound (first binding first), for the home page
 
-RECORDS_OF = (
+_RECORD_COLUMNS = (
     select(
         RECORDS.c.id,
         RECORDS.c.public_id,
@@ -88,7 +88,10 @@ RECORDS_OF = (
     )
     .select_from(RECORDS)
     .outerjoin(INSTITUTIONS, INSTITUTIONS.c.code == RECORDS.c.institution_code)
-    .where(RECORDS.c.archive_id == bindparam("archive_pk"))
+)
+RECORDS_OF = _RECORD_COLUMNS.where(RECORDS.c.archive_id == bindparam("archive_pk"))
+RECORDS_OF_MANY = _RECORD_COLUMNS.add_columns(RECORDS.c.archive_id).where(
+    RECORDS.c.archive_id.in_(bindparam("archive_pks", expanding=True))
 )
 RECORD_BY_PUBLIC_ID = select(RECORDS.c.archive_id).where(RECORDS.c.public_id == bindparam("record"))
 READS_OF = (
@@ -264,22 +267,30 @@ class RecordsService:
         return {"id": archive_id, "note": text}
 
     async def home_details(self, caller: audit.Caller, archive_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """For the home page, per visible archive: the note, the next due item and the latest record."""
+        """For the home page, per archive: the note and, when visible, the next due item and the
+        latest record. Two queries whatever the number of archives."""
+        wanted, today = set(archive_ids), self._clock.today()
         out: dict[str, dict[str, Any]] = {}
+        visible: dict[int, Opened] = {}
         async with self._sessions.begin() as s:
-            for archive_id in archive_ids:
-                row = (await s.execute(BOUND_BY_PUBLIC_ID, {"me": caller.identity_id, "archive": archive_id})).first()
-                if row is None:
+            for row in (await s.execute(ALL_BOUND, {"me": caller.identity_id})).all():
+                if row.public_id not in wanted or row.public_id in out:
                     continue
-                opened = Opened(row, open_fields(self._keys, row), self._clock.today())
-                if not decide(row, opened.fields, place_from(row), opened.today).visible:
-                    out[archive_id] = {"note": self._note(row)}
-                    continue
-                records = await self._records(s, opened)
+                out[row.public_id] = {"note": self._note(row)}
+                opened = Opened(row, open_fields(self._keys, row), today)
+                if decide(row, opened.fields, place_from(row), today).visible:
+                    visible[opened.pk] = opened
+            found: dict[int, list[Record]] = {pk: [] for pk in visible}
+            if visible:
+                for r in (await s.execute(RECORDS_OF_MANY, {"archive_pks": list(visible)})).all():
+                    record = self._readable(r)
+                    if record is not None:
+                        found[r.archive_id].append(record)
+            for pk, opened in visible.items():
+                records = sorted(found[pk], key=lambda r: (r.date, r.id), reverse=True)
                 self._read(s, caller, opened, "home")
-                out[archive_id] = {
-                    "note": self._note(row),
-                    "next_due": _next_due(records, opened.today)[:1],
+                out[opened.row.public_id] |= {
+                    "next_due": _next_due(records, today)[:1],
                     "latest": _list_item(records[0]) if records else None,
                 }
         return out
@@ -318,26 +329,27 @@ class RecordsService:
 
     async def _records(self, s: AsyncSession, opened: Opened) -> list[Record]:
         """The archive's records a resident may read, newest first."""
-        out = []
-        for r in (await s.execute(RECORDS_OF, {"archive_pk": opened.pk})).all():
-            sealed = self._keys.open(r.sealed, f"record:{r.upstream_id}")
-            kind = sealed.get("kind")
-            if kind not in RESIDENT_KINDS or not _normal(sealed.get("label")):
-                continue
-            out.append(
-                Record(
-                    pk=r.id,
-                    id=r.public_id,
-                    kind=kind,
-                    date=r.date,
-                    next_due_date=r.next_due_date,
-                    institution=r.institution or "",
-                    doctor=sealed.get("doctor") or "",
-                    payload=redact_payload(kind, sealed.get("payload"), self._policy),
-                )
-            )
+        rows = (await s.execute(RECORDS_OF, {"archive_pk": opened.pk})).all()
+        out = [record for record in map(self._readable, rows) if record is not None]
         out.sort(key=lambda r: (r.date, r.id), reverse=True)
         return out
+
+    def _readable(self, r: Any) -> Record | None:
+        """The record as a resident may read it, or None: a kind with no section, or a label not ``N``."""
+        sealed = self._keys.open(r.sealed, f"record:{r.upstream_id}")
+        kind = sealed.get("kind")
+        if kind not in RESIDENT_KINDS or not _normal(sealed.get("label")):
+            return None
+        return Record(
+            pk=r.id,
+            id=r.public_id,
+            kind=kind,
+            date=r.date,
+            next_due_date=r.next_due_date,
+            institution=r.institution or "",
+            doctor=sealed.get("doctor") or "",
+            payload=redact_payload(kind, sealed.get("payload"), self._policy),
+        )
 
     def _read(
         self, s: AsyncSession, caller: audit.Caller, opened: Opened, section: str, *, record_pk: int | None = None
