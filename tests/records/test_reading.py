@@ -252,7 +252,7 @@ def test_staff_reads_are_named_by_institution_and_restricted_ones_plainly() -> N
     import datetime as dt
     from types import SimpleNamespace
 
-    from wechat_backend.records.service import _entry
+    from wechat_backend.records.views import access_entry as _entry
 
     at = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
 
@@ -287,3 +287,35 @@ async def test_a_read_whose_audit_row_cannot_be_written_serves_nothing(
         async with services.engine.begin() as conn:
             await conn.execute(text("ALTER TABLE audit_log_gone RENAME TO audit_log"))
     assert (await get(me, f"/api/v1/archives/{archive_id}")).status_code == 200
+
+
+async def test_a_long_record_list_pages_with_an_opaque_cursor(
+    readers: Any, resident: Any, people: Any, tmp_path: Any
+) -> None:
+    """Twenty a page, newest first, every record once; a forged cursor is a 400."""
+    from ingest_lines import record
+
+    _, services = people
+    many = [
+        record(100 + i, ELDER, date=f"2025-{1 + i // 28:02d}-{1 + i % 28:02d}", payload={"sbp": 120}) for i in range(45)
+    ]
+    report = await services.ingest.import_file(write(tmp_path / "many.jsonl", many))
+    assert report.exit_code == 0
+    me, archive_id = await bound(resident, ELDER)
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = f"?kind=hypertension&cursor={cursor}" if cursor else "?kind=hypertension"
+        page = (await get(me, f"/api/v1/archives/{archive_id}/records{query}")).json()
+        pages += 1
+        assert len(page["records"]) <= 20
+        seen += page["records"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == 48  # 45 here and the 3 readable follow-ups of the data set
+    assert len({r["id"] for r in seen}) == 48
+    assert [r["date"] for r in seen] == sorted((r["date"] for r in seen), reverse=True)
+    bad = await get(me, f"/api/v1/archives/{archive_id}/records?cursor=%%%")
+    assert bad.status_code == 400 and bad.json()["field"] == "cursor"

@@ -17,10 +17,8 @@ Every call, in one transaction:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,25 +28,27 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from .. import audit
 from ..archives import decide, not_open_message, open_fields, place_from, with_place
 from ..binding.person import PERSON_IDS
-from ..binding.rules import RELATION_LABELS
 from ..clock import Clock
 from ..config import PrivacySettings
 from ..crypto import KeyRing
 from ..db.models import Archive, AuditEvent, Binding, Institution, ServiceRecord
 from ..errors import BadInput, NotFound, NotOpen
-from ..privacy import (
-    Label,
-    age_on,
-    mask_address,
-    mask_id_number,
-    mask_name,
-    mask_phone,
-    redact_basic_info,
-    redact_payload,
-)
-from .present import present, present_basic
-from .sections import BY_KEY, KIND_TITLES, RESIDENT_KINDS, SECTION_OF_KIND, SECTIONS
+from ..privacy import redact_payload
+from .present import present
+from .sections import BY_KEY, RESIDENT_KINDS, SECTION_OF_KIND
 from .trends import TrendInput, series
+from .views import (
+    Record,
+    access_entry,
+    basic_fields,
+    cover,
+    cursor_of,
+    is_normal,
+    list_item,
+    next_due,
+    opaque,
+    read_cursor,
+)
 
 READ = "archive_read"  # the audit action of every read of archive data by a resident
 PAGE_SIZE = 20
@@ -104,12 +104,6 @@ RELATIONS_ON = select(BINDINGS.c.identity_id, BINDINGS.c.relation).where(
     BINDINGS.c.archive_id == bindparam("archive_pk")
 )
 
-# A reader in the access log, named from the archive's person's side: whoever bound it as their
-# child is a parent of this person, and so on. Identities carry no name.
-READER_LABELS = {"self": "本人", "child": "父母", "parent": "子女", "spouse": "配偶", "other": "其他家人"}
-# Programmes a resident may see named on the cover (never a sensitive one: those hide the archive).
-KEY_GROUP_TAGS = {"hypertension": "高血压", "diabetes": "2型糖尿病", "maternal": "孕产妇", "child": "儿童"}
-
 
 @dataclass(frozen=True)
 class Opened:
@@ -122,24 +116,6 @@ class Opened:
     @property
     def pk(self) -> int:
         return int(self.row.id)
-
-
-@dataclass(frozen=True)
-class Record:
-    """A record a resident may read: its kind has a section and its label is ``N``."""
-
-    pk: int
-    id: str
-    kind: str
-    date: dt.date
-    next_due_date: dt.date | None
-    institution: str
-    doctor: str
-    payload: dict[str, Any]
-
-    @property
-    def title(self) -> str:
-        return KIND_TITLES[self.kind]
 
 
 class RecordsService:
@@ -162,13 +138,13 @@ class RecordsService:
             opened = await self._open(s, caller, archive_id, "cover")
             records = await self._records(s, opened)
             self._read(s, caller, opened, "cover")
-            return self._cover(opened, records)
+            return cover(opened.row, opened.fields, opened.today, records, self._note(opened.row), self._policy)
 
     async def basic(self, caller: audit.Caller, archive_id: str) -> dict[str, Any]:
         async with self._sessions.begin() as s:
             opened = await self._open(s, caller, archive_id, "basic")
             self._read(s, caller, opened, "basic")
-            return {"id": opened.row.public_id, "fields": self._basic_fields(opened)}
+            return {"id": opened.row.public_id, "fields": basic_fields(opened.fields, opened.today, self._policy)}
 
     async def records(
         self, caller: audit.Caller, archive_id: str, *, kind: str | None = None, cursor: str | None = None
@@ -176,7 +152,7 @@ class RecordsService:
         """Newest first, :data:`PAGE_SIZE` a page; ``kind`` is a section key."""
         if kind is not None and (kind not in BY_KEY or kind == "basic"):
             raise BadInput("kind", "请选择要查看的记录类别")
-        after = _read_cursor(cursor) if cursor else None
+        after = read_cursor(cursor) if cursor else None
         async with self._sessions.begin() as s:
             opened = await self._open(s, caller, archive_id, kind or "records")
             records = await self._records(s, opened)
@@ -187,13 +163,13 @@ class RecordsService:
         page = chosen[:PAGE_SIZE]
         more = len(chosen) > PAGE_SIZE
         return {
-            "records": [_list_item(r) for r in page],
-            "next_cursor": _cursor(page[-1]) if more else None,
+            "records": [list_item(r) for r in page],
+            "next_cursor": cursor_of(page[-1]) if more else None,
         }
 
     async def record(self, caller: audit.Caller, record_id: str) -> dict[str, Any]:
         async with self._sessions.begin() as s:
-            archive_pk = await s.scalar(RECORD_BY_PUBLIC_ID, {"record": record_id}) if _opaque(record_id) else None
+            archive_pk = await s.scalar(RECORD_BY_PUBLIC_ID, {"record": record_id}) if opaque(record_id) else None
             opened = await self._open(s, caller, None, "record", archive_pk=archive_pk)
             found = [r for r in await self._records(s, opened) if r.id == record_id]
             if not found:  # restricted, a kind residents never see, or another archive's: not found
@@ -236,7 +212,7 @@ class RecordsService:
             reads = (await s.execute(READS_OF, {"archive_pk": opened.pk, "limit": limit})).all()
             self._read(s, caller, opened, "access_log")
         institution = opened.row.institution_code
-        return {"id": opened.row.public_id, "entries": [_entry(r, relations, institution) for r in reads]}
+        return {"id": opened.row.public_id, "entries": [access_entry(r, relations, institution) for r in reads]}
 
     async def set_note(self, caller: audit.Caller, archive_id: str, note: object) -> dict[str, Any]:
         """The binder's private note on their binding (备注, e.g. 大宝), at most :data:`NOTE_MAX` characters."""
@@ -245,7 +221,7 @@ class RecordsService:
             raise BadInput("note", f"备注最多 {NOTE_MAX} 个字，例如“大宝”")
         async with self._sessions.begin() as s:
             row = (await s.execute(BOUND_BY_PUBLIC_ID, {"me": caller.identity_id, "archive": archive_id})).first()
-            if row is None or not _opaque(archive_id):
+            if row is None or not opaque(archive_id):
                 self._refuse(s, caller, None, "note", "not_bound")
                 await s.commit()
                 raise NotFound()
@@ -290,8 +266,8 @@ class RecordsService:
                 records = sorted(found[pk], key=lambda r: (r.date, r.id), reverse=True)
                 self._read(s, caller, opened, "home")
                 out[opened.row.public_id] |= {
-                    "next_due": _next_due(records, today)[:1],
-                    "latest": _list_item(records[0]) if records else None,
+                    "next_due": next_due(records, today)[:1],
+                    "latest": list_item(records[0]) if records else None,
                 }
         return out
 
@@ -310,7 +286,7 @@ class RecordsService:
         row = None
         if archive_pk is not None:
             row = (await s.execute(BOUND_BY_ID, {"me": caller.identity_id, "archive_pk": archive_pk})).first()
-        elif archive_id is not None and _opaque(archive_id):
+        elif archive_id is not None and opaque(archive_id):
             row = (await s.execute(BOUND_BY_PUBLIC_ID, {"me": caller.identity_id, "archive": archive_id})).first()
         if row is None:
             self._refuse(s, caller, None, section, "not_bound")
@@ -338,7 +314,7 @@ class RecordsService:
         """The record as a resident may read it, or None: a kind with no section, or a label not ``N``."""
         sealed = self._keys.open(r.sealed, f"record:{r.upstream_id}")
         kind = sealed.get("kind")
-        if kind not in RESIDENT_KINDS or not _normal(sealed.get("label")):
+        if kind not in RESIDENT_KINDS or not is_normal(sealed.get("label")):
             return None
         return Record(
             pk=r.id,
@@ -384,153 +360,3 @@ class RecordsService:
         if row.binding_sealed is None:
             return ""
         return str(self._keys.open(row.binding_sealed, f"binding:{row.binding_id}").get("note") or "")
-
-    def _cover(self, opened: Opened, records: list[Record]) -> dict[str, Any]:
-        row, fields, today = opened.row, opened.fields, opened.today
-        birth = dt.date.fromisoformat(fields["birth_date"])
-        counts: dict[str, int] = {}
-        for r in records:
-            key = SECTION_OF_KIND[r.kind].key
-            counts[key] = counts.get(key, 0) + 1
-        if self._basic_fields(opened):
-            counts["basic"] = 1
-        age = age_on(birth, today)
-        tags = [label for p, label in KEY_GROUP_TAGS.items() if p in (fields.get("programmes") or ())]
-        if age >= 65:
-            tags.insert(0, "老年人")
-        return {
-            "id": row.public_id,
-            "name": mask_name(fields.get("name"), self._policy),
-            "note": self._note(row),
-            "gender": _gender(fields.get("gender")),
-            "age": age,
-            "relation": row.relation,
-            "relation_label": RELATION_LABELS.get(row.relation, "家人"),
-            "institution": row.institution or "",
-            "consult_phone": row.consult_phone or "",
-            "doctor": fields.get("family_doctor") or "",
-            "filed_on": fields.get("filed_on"),
-            "tags": tags,
-            "completeness": row.completeness,
-            "next_due": _next_due(records, today),
-            "sections": [
-                {"key": s.key, "title": s.title, "count": counts[s.key]} for s in SECTIONS if counts.get(s.key)
-            ],
-        }
-
-    def _basic_fields(self, opened: Opened) -> list[dict[str, str]]:
-        """The 个人基本信息 a resident sees: masked identity fields, then the form's known fields."""
-        f, policy = opened.fields, self._policy
-        own = [
-            ("姓名", mask_name(f.get("name"), policy)),
-            ("性别", _gender(f.get("gender"))),
-            ("年龄", f"{age_on(dt.date.fromisoformat(f['birth_date']), opened.today)}岁"),
-            ("身份证号", mask_id_number(f.get("id_number"), policy) if f.get("id_number") else ""),
-            ("本人电话", mask_phone(f.get("phone"), policy) if f.get("phone") else ""),
-            ("联系人", mask_name(f.get("contact_name"), policy) if f.get("contact_name") else ""),
-            ("联系人电话", mask_phone(f.get("contact_phone"), policy) if f.get("contact_phone") else ""),
-            ("现住址", mask_address(f.get("address"), policy) if f.get("address") else ""),
-            ("户籍地址", mask_address(f.get("household_address"), policy) if f.get("household_address") else ""),
-            ("责任医生", f.get("family_doctor") or ""),
-            ("建档日期", f.get("filed_on") or ""),
-        ]
-        out = [{"label": label, "value": value} for label, value in own if value]
-        form = present_basic(redact_basic_info(f.get("basic_info"), policy))
-        out += [{"label": x["label"], "value": x["text"]} for sec in form.sections for x in sec["fields"]]
-        return out
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def _opaque(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 24 and value.replace("-", "").replace("_", "").isalnum()
-
-
-def _normal(label: object) -> bool:
-    """Only an ``N`` label reaches a resident; anything unreadable fails closed."""
-    try:
-        return Label.from_json(label).is_normal  # type: ignore[arg-type]
-    except (ValueError, TypeError, KeyError):
-        return False
-
-
-def _gender(code: object) -> str:
-    return {"1": "男", "2": "女"}.get(str(code), "未说明")
-
-
-def _list_item(r: Record) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "kind": r.kind,
-        "title": r.title,
-        "date": r.date.isoformat(),
-        "institution": r.institution,
-        "summary": present(r.kind, r.payload).summary,
-        "next_due_date": r.next_due_date.isoformat() if r.next_due_date else None,
-    }
-
-
-def _next_due(records: list[Record], today: dt.date) -> list[dict[str, Any]]:
-    """Per kind, the next due date its newest record gives, soonest first (overdue ones included)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for r in records:  # newest first: the first of each kind is its latest
-        if r.kind in seen:
-            continue
-        seen[r.kind] = {}
-        if r.next_due_date is not None:
-            seen[r.kind] = {
-                "kind": r.kind,
-                "title": r.title,
-                "date": r.next_due_date.isoformat(),
-                "overdue": r.next_due_date < today,
-            }
-    return sorted((v for v in seen.values() if v), key=lambda v: v["date"])
-
-
-def _cursor(r: Record) -> str:
-    return base64.urlsafe_b64encode(f"{r.date.isoformat()}|{r.id}".encode()).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[dt.date, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        day, _, record_id = raw.partition("|")
-        return dt.date.fromisoformat(day), record_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadInput("cursor", "翻页参数无效，请从第一页重新查看") from None
-
-
-def _entry(read: Any, relations: Mapping[int, str], institution_code: str) -> dict[str, Any]:
-    """One line of the access log. A family member is named by relation only; staff by whether
-    they work at the archive's own institution. A read of anything a resident may not see (a
-    section not in :data:`SECTION_TITLES`) is a plain "工作人员查阅档案": the log itself never
-    hints at a sensitive programme."""
-    at = read.at.isoformat()
-    detail = read.detail or {}
-    section = detail.get("section", "")
-    if read.actor_type == "identity":
-        relation = relations.get(int(read.actor_id)) if str(read.actor_id).isdigit() else None
-        return {
-            "at": at,
-            "actor": READER_LABELS.get(relation or "", "曾绑定的家人"),
-            "section": SECTION_TITLES.get(section, "档案"),
-        }
-    if section not in SECTION_TITLES:
-        return {"at": at, "actor": "工作人员", "section": "工作人员查阅档案"}
-    own = detail.get("institution_code") == institution_code
-    return {
-        "at": at,
-        "actor": "建档机构工作人员" if own else "其他医疗卫生机构工作人员",
-        "section": SECTION_TITLES[section],
-    }
-
-
-SECTION_TITLES = {
-    **{s.key: s.title for s in SECTIONS},
-    "cover": "档案首页",
-    "records": "服务记录",
-    "trends": "变化趋势",
-    "access_log": "查阅记录",
-    "home": "我的档案",
-}
