@@ -319,3 +319,28 @@ async def test_a_long_record_list_pages_with_an_opaque_cursor(
     assert [r["date"] for r in seen] == sorted((r["date"] for r in seen), reverse=True)
     bad = await get(me, f"/api/v1/archives/{archive_id}/records?cursor=%%%")
     assert bad.status_code == 400 and bad.json()["field"] == "cursor"
+
+
+def test_the_next_due_items_leave_out_what_is_long_past() -> None:
+    import datetime as dt
+
+    from wechat_backend.records.views import Record, next_due
+
+    today = dt.date(2026, 11, 25)
+
+    def rec(kind: str, day: str, due: str | None) -> Record:
+        return Record(0, kind + day, kind, dt.date.fromisoformat(day), due and dt.date.fromisoformat(due), "", "", {})
+
+    items = next_due(
+        [
+            rec("hypertension_followup", "2026-10-12", "2027-01-12"),
+            rec("child_check", "2026-06-01", "2026-09-30"),  # overdue by 8 weeks: still a task
+            rec("newborn_visit", "2022-10-01", "2022-10-28"),  # four years back: history
+            rec("hypertension_followup", "2026-07-10", "2026-10-10"),  # an older one of a kind already seen
+        ],
+        today,
+    )
+    assert [(i["kind"], i["date"], i["overdue"]) for i in items] == [
+        ("child_check", "2026-09-30", True),
+        ("hypertension_followup", "2027-01-12", False),
+    ]

@@ -126,14 +126,19 @@ def list_item(r: Record) -> dict[str, Any]:
     }
 
 
+# A due date further back than this is history (a newborn visit of a child now four), not a task.
+OVERDUE_SHOWN = dt.timedelta(days=90)
+
+
 def next_due(records: list[Record], today: dt.date) -> list[dict[str, Any]]:
-    """Per kind, the next due date its newest record gives, soonest first (overdue ones included)."""
+    """Per kind, the next due date its newest record gives, soonest first: upcoming ones, and those
+    overdue by less than :data:`OVERDUE_SHOWN` (marked)."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:  # newest first: the first of each kind is its latest
         if r.kind in seen:
             continue
         seen[r.kind] = {}
-        if r.next_due_date is not None:
+        if r.next_due_date is not None and r.next_due_date >= today - OVERDUE_SHOWN:
             seen[r.kind] = {
                 "kind": r.kind,
                 "title": r.title,
