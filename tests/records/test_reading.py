@@ -133,8 +133,11 @@ async def test_someone_elses_archive_a_made_up_id_and_a_foreign_record_are_the_s
     answers.append(await get(stranger, f"/api/v1/records/{elder_record}"))
     answers.append(await get(stranger, "/api/v1/records/nosuchid123"))
     answers.append(await get(owner, f"/api/v1/records/{teen_record}"))
+    answers.append(await stranger.call("PUT", f"/api/v1/archives/{elder_id}/note", {"note": "大宝"}))
+    answers.append(await stranger.call("PUT", "/api/v1/archives/nosuchid123/note", {"note": "大宝"}))
     assert {a.status_code for a in answers} == {404}
     assert len({a.content for a in answers}) == 1
+    assert (await get(owner, f"/api/v1/archives/{elder_id}")).json()["note"] == ""  # untouched
 
 
 async def test_a_restricted_record_id_is_the_same_404(readers: Any, resident: Any, people: Any) -> None:
