@@ -49,7 +49,8 @@ PAYMENT = {
 }
 DRUG_ALLERGY = {"1": "无", "2": "青霉素", "3": "磺胺", "4": "链霉素", "5": "其他"}
 EXPOSURE = {"1": "无", "2": "化学品", "3": "毒物", "4": "射线"}
-PAST_ILLNESS = {  # 8 严重精神障碍 and 9 结核病 withheld: see the module docstring
+# 既往史 and 家族史 share codes 1–7 and 10; 8 严重精神障碍 and 9 结核病 are withheld (module docstring).
+_SHARED_ILLNESS = {
     "1": "无",
     "2": "高血压",
     "3": "糖尿病",
@@ -58,22 +59,9 @@ PAST_ILLNESS = {  # 8 严重精神障碍 and 9 结核病 withheld: see the modul
     "6": "恶性肿瘤",
     "7": "脑卒中",
     "10": "肝炎",
-    "11": "其他法定传染病",
-    "12": "职业病",
-    "13": "其他",
 }
-FAMILY_HISTORY = {  # 8 and 9 withheld, as above
-    "1": "无",
-    "2": "高血压",
-    "3": "糖尿病",
-    "4": "冠心病",
-    "5": "慢性阻塞性肺疾病",
-    "6": "恶性肿瘤",
-    "7": "脑卒中",
-    "10": "肝炎",
-    "11": "先天畸形",
-    "12": "其他",
-}
+PAST_ILLNESS = {**_SHARED_ILLNESS, "11": "其他法定传染病", "12": "职业病", "13": "其他"}
+FAMILY_HISTORY = {**_SHARED_ILLNESS, "11": "先天畸形", "12": "其他"}
 DISABILITY = {  # 7 精神残疾 withheld, as above
     "1": "无残疾",
     "2": "视力残疾",
