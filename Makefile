@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/wechat_endpoint.py
 	$(BIN)/python bench/binding.py
 	$(BIN)/python bench/mismatch_timing.py
+	$(BIN)/python bench/records.py --find-rate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
