@@ -130,3 +130,8 @@ async def test_shutdown_drain_waits_for_a_request_in_flight(services, tmp_path, 
     finally:
         await server.close_all_connections()
         await svc.close()
+
+
+async def test_the_browsers_favicon_request_is_answered_without_a_404(base_url: str) -> None:
+    r = await fetch(base_url + "/favicon.ico")
+    assert r.code == 200 and r.body[:4] == b"\x00\x00\x01\x00"  # an ICO file, from static/
