@@ -251,10 +251,7 @@ def child_main(config_path: str) -> int:
 
 
 async def _serve(cfg: dict[str, Any]) -> None:
-    from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
-
-    from wechat_backend.app import make_app, settle_heap
 
     # The port first: the settings point WeChat (the sandbox) at this very server.
     sockets = bind_sockets(0, "127.0.0.1")
@@ -265,15 +262,7 @@ async def _serve(cfg: dict[str, Any]) -> None:
     services = await build_services(settings)
     try:
         redis_pid = harness.pin_embedded_redis(services, cfg["client_cpu"])
-        app = make_app(services)
-        settle_heap()  # as `serve`
-        cap = settings.limits.max_body_bytes
-        server = HTTPServer(app, xheaders=False, max_body_size=cap)  # as `serve` (app.listen)
-        server.add_sockets(sockets)
-        await harness.serve_until_sigterm(sockets[0].getsockname()[1], redis_pid, cfg["profile_path"])
-        server.stop()
-        await app.drain(timeout=10.0)
-        await server.close_all_connections()
+        await harness.serve_app(services, sockets, redis_pid, cfg["profile_path"])
     finally:
         await services.close()
     harness.announce({"stopped": True})

@@ -153,6 +153,23 @@ async def serve_until_sigterm(port: int, redis_pid: int | None, profile_path: st
         profiler.dump_stats(profile_path)
 
 
+async def serve_app(services: Services, sockets: list[Any], redis_pid: int | None, profile_path: str = "") -> None:
+    """The real application on ``sockets``, as ``wechat-backend serve`` runs it (heap settled, the
+    body cap as max_body_size), until SIGTERM; then drain and close, as ``serve`` does."""
+    from tornado.httpserver import HTTPServer
+
+    from wechat_backend.app import make_app, settle_heap
+
+    app = make_app(services)
+    settle_heap()
+    server = HTTPServer(app, xheaders=False, max_body_size=services.settings.limits.max_body_bytes)
+    server.add_sockets(sockets)
+    await serve_until_sigterm(sockets[0].getsockname()[1], redis_pid, profile_path)
+    server.stop()
+    await app.drain(timeout=10.0)
+    await server.close_all_connections()
+
+
 # --------------------------------------------------------------------------- the server child, our side
 
 

@@ -858,10 +858,8 @@ def floor_main(config_path: str) -> int:
 
 async def _serve(cfg: dict[str, Any]) -> None:
     """The real server, as ``wechat-backend serve`` runs it."""
-    from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from wechat_backend.app import make_app, settle_heap
     from wechat_backend.services import build_services
 
     settings = bench_settings(
@@ -870,14 +868,7 @@ async def _serve(cfg: dict[str, Any]) -> None:
     sockets = bind_sockets(0, "127.0.0.1")
     services = await build_services(settings)
     try:
-        app = make_app(services)
-        settle_heap()
-        server = HTTPServer(app, xheaders=False, max_body_size=settings.limits.max_body_bytes)
-        server.add_sockets(sockets)
-        await harness.serve_until_sigterm(sockets[0].getsockname()[1], None, cfg["profile_path"])
-        server.stop()
-        await app.drain(timeout=10.0)
-        await server.close_all_connections()
+        await harness.serve_app(services, sockets, None, cfg["profile_path"])
     finally:
         await services.close()
     harness.announce({"stopped": True})
