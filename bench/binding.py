@@ -597,12 +597,7 @@ async def healthz_loop(conn: Connection, run: Run, every: float) -> None:
             return
         if body is not None and body != {"status": "ok"}:
             run.fail("/healthz: unexpected body")
-        due += every
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            due = loop.time()
+        due = await harness.next_tick(due, every)
 
 
 async def drive(

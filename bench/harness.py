@@ -153,6 +153,18 @@ async def serve_until_sigterm(port: int, redis_pid: int | None, profile_path: st
         profiler.dump_stats(profile_path)
 
 
+async def next_tick(due: float, every: float) -> float:
+    """Sleep until the next tick of a fixed-rate loop (``due`` is the last one, on the loop's
+    clock); a loop that fell behind starts again from now instead of bursting to catch up."""
+    loop = asyncio.get_running_loop()
+    due += every
+    delay = due - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+        return due
+    return loop.time()
+
+
 async def serve_app(services: Services, sockets: list[Any], redis_pid: int | None, profile_path: str = "") -> None:
     """The real application on ``sockets``, as ``wechat-backend serve`` runs it (heap settled, the
     body cap as max_body_size), until SIGTERM; then drain and close, as ``serve`` does."""

@@ -991,12 +991,7 @@ async def healthz_loop(conn: Connection, run: Run, every: float) -> None:
             run.latencies["healthz"].append(ended - started)
         if status != 200 or json.loads(raw or b"{}") != {"status": "ok"}:
             run.fail("/healthz: unexpected answer")
-        due += every
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            due = loop.time()
+        due = await harness.next_tick(due, every)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from wechat_backend.app import settle_heap
+from wechat_backend.audit_chain import COLUMNS as CHAINED
 from wechat_backend.config import Settings
 from wechat_backend.db.models import AuditEvent
 from wechat_backend.records.service import BOUND_BY_ID, BOUND_BY_PUBLIC_ID, READ, RECORD_BY_PUBLIC_ID, RECORDS_OF
@@ -65,21 +66,8 @@ BOUND = Statement(BOUND_BY_PUBLIC_ID)
 BOUND_PK = Statement(BOUND_BY_ID)
 RECORDS = Statement(RECORDS_OF)
 RECORD_ARCHIVE = Statement(RECORD_BY_PUBLIC_ID)
-AUDIT_COLUMNS = (
-    "at",
-    "actor_type",
-    "actor_id",
-    "action",
-    "archive_id",
-    "record_id",
-    "result",
-    "reason",
-    "request_id",
-    "client_ip",
-    "detail",
-    "reason_sealed",
-    "key_id",
-)
+# What an insert writes: every chained column but the ones the sealer sets later.
+AUDIT_COLUMNS = tuple(c for c in CHAINED if c not in ("id", "seq"))
 # The audit row as the real server writes it (``audit.record`` + its commit hook): the same columns,
 # the same casts, ``RETURNING id`` included.
 AUDIT = Statement(insert(AuditEvent.__table__).values({c: bindparam(c) for c in AUDIT_COLUMNS}))

@@ -53,6 +53,16 @@ _FIELD = {
     "properties": {"label": _STR, "value": _STR, "unit": _STR, "reference": _STR, "flag": {"type": ["string", "null"]}},
 }
 
+# What a record item of the list and a whole record both say about the record.
+_RECORD_HEAD = {
+    "id": _STR,
+    "kind": _STR,
+    "title": _STR,
+    "date": _STR,
+    "institution": _STR,
+    "next_due_date": {"type": ["string", "null"]},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -264,18 +274,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "Basic": {"type": "object", "properties": {"id": _STR, "fields": {**_ARRAY, "items": _FIELD}}},
-            "RecordItem": {
-                "type": "object",
-                "properties": {
-                    "id": _STR,
-                    "kind": _STR,
-                    "title": _STR,
-                    "date": _STR,
-                    "institution": _STR,
-                    "summary": _STR,
-                    "next_due_date": {"type": ["string", "null"]},
-                },
-            },
+            "RecordItem": {"type": "object", "properties": {**_RECORD_HEAD, "summary": _STR}},
             "RecordList": {
                 "type": "object",
                 "properties": {
@@ -286,11 +285,7 @@ OPENAPI: dict[str, Any] = {
             "Record": {
                 "type": "object",
                 "properties": {
-                    "id": _STR,
-                    "kind": _STR,
-                    "title": _STR,
-                    "date": _STR,
-                    "institution": _STR,
+                    **_RECORD_HEAD,
                     "doctor": _STR,
                     "sections": {
                         **_ARRAY,
@@ -299,7 +294,6 @@ OPENAPI: dict[str, Any] = {
                             "properties": {"title": _STR, "fields": {**_ARRAY, "items": _FIELD}},
                         },
                     },
-                    "next_due_date": {"type": ["string", "null"]},
                 },
             },
             "Trends": {
