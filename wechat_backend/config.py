@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 import types
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 CONFIG_ENV = "WECHAT_BACKEND_CONFIG"
 
@@ -80,16 +82,24 @@ class MiniprogramSettings:
 @dataclass(frozen=True)
 class TemplateSpec:
     template_id: str = ""
-    # template field name -> our value name (kind, date, institution, next_date, remark)
+    # template field name -> our value name (kind, date, institution, name); see notify/message.py
     fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class TemplatesSettings:
-    followup_recorded: TemplateSpec = TemplateSpec()
+    """One template message per push kind (notify/kinds.py); an empty template_id turns that kind
+    off (``binding_added`` then goes as a customer-service text)."""
+
+    record_added: TemplateSpec = TemplateSpec()
     followup_due: TemplateSpec = TemplateSpec()
     exam_due: TemplateSpec = TemplateSpec()
+    child_check_due: TemplateSpec = TemplateSpec()
+    prenatal_due: TemplateSpec = TemplateSpec()
     binding_added: TemplateSpec = TemplateSpec()
+
+    def spec(self, kind: str) -> TemplateSpec:
+        return getattr(self, kind, TemplateSpec())
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,16 @@ class NotifySettings:
     quiet_end: str = "08:00"
     lead_days: int = 3
     timezone: str = "Asia/Shanghai"
-    batch_size: int = 100
+    batch_size: int = 200
     max_attempts: int = 5
+    # The daily due scan, local time (the worker runs it once a day from then on).
+    scan_at: str = "07:30"
+    # A record older than this many days when imported is not announced (loading history pushes nothing).
+    record_max_age_days: int = 30
+    # Sends in flight at once inside one worker.
+    concurrency: int = 16
+    # How long a claimed push is held before another worker may take it (longer than a send can take).
+    lease_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -234,6 +252,8 @@ class SecuritySettings:
 class IngestSettings:
     batch_size: int = 1000
     max_line_bytes: int = 1_000_000
+    # The largest body POST /api/v1/ingest accepts (read as a stream, past [limits] max_body_bytes).
+    max_request_bytes: int = 10_000_000
     # Processes that parse and encrypt a file import ahead of the database writer (0: in-process).
     workers: int = 2
 
@@ -491,6 +511,29 @@ def _check_wechat(s: Settings) -> None:
         raise ConfigError("[wechat] encoding_aes_key 应为公众平台给出的 43 位字符（EncodingAESKey）")
 
 
+_HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+
+
+def _check_notify(n: NotifySettings) -> None:
+    for key in ("quiet_start", "quiet_end", "scan_at"):
+        if not _HH_MM.fullmatch(getattr(n, key)):
+            raise ConfigError(f'[notify] {key} 应写成 时:分（24 小时制），例如 "08:00"')
+    try:
+        ZoneInfo(n.timezone)
+    except (ValueError, KeyError):
+        raise ConfigError(f"[notify] timezone = {n.timezone!r} 不是有效的时区名（例如 Asia/Shanghai）") from None
+    for key, low, high in (
+        ("lead_days", 0, 60),
+        ("concurrency", 1, 256),
+        ("batch_size", 1, 10_000),
+        ("max_attempts", 1, 100),
+        ("record_max_age_days", 0, 3650),
+        ("lease_seconds", 10, 86_400),
+    ):
+        if not low <= getattr(n, key) <= high:
+            raise ConfigError(f"[notify] {key} 应在 {low} 到 {high} 之间")
+
+
 def _is_encoding_aes_key(key: str) -> bool:
     """43 characters that, with one ``=`` appended, are the base64 of 32 bytes (the AES-256 key)."""
     try:
@@ -556,6 +599,7 @@ def load_settings(
         _check_production(settings)
     _check_wechat(settings)
     _check_security(settings)
+    _check_notify(settings.notify)
     return settings
 
 

@@ -1,9 +1,11 @@
 """Tables. Personal data lives only in ``sealed`` columns (SM4-GCM, see crypto.py).
 
 In clear stay only what the system must filter or count on without decrypting: upstream ids and
-versions, county and institution codes, status, the opening flag, dates that drive reminders, key
-ids, and truncated blind indexes. No clear column says who is in which programme, which kind of
-record a row is, or which diagnosis it carries.
+versions, county and institution codes, status, the opening flag, key ids, truncated blind indexes,
+and the dates that drive reminders — only those of records a resident may see (labelled N). No clear
+column says which kind of record a row is or which diagnosis it carries, and nothing in clear touches
+a sensitive programme: ``due_items.kind`` says "a follow-up / a prenatal visit is due", and is only
+ever derived from records labelled N.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     UniqueConstraint,
 )
@@ -123,10 +126,13 @@ class ServiceRecord(Timestamps, Base):
     upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
     version: Mapped[int] = mapped_column(BigInteger)
     archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"), index=True)
-    date: Mapped[dt.date] = mapped_column(Date)
+    # In clear only on records labelled N (what a resident may see): the cadence of a TB or
+    # psychiatric follow-up would hint at the programme. Always inside ``sealed`` too.
+    date: Mapped[dt.date | None] = mapped_column(Date)
     next_due_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
     institution_code: Mapped[str | None] = mapped_column(String(32))
-    # kind, doctor, diagnosis_codes, payload and the sensitivity label; aad "record:<upstream_id>".
+    # kind, doctor, diagnosis_codes, date, next_due_date, payload and the sensitivity label;
+    # aad "record:<upstream_id>".
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(16))
 
@@ -214,23 +220,66 @@ class Staff(Timestamps, Base):
 
 
 class Notification(Timestamps, Base):
-    """Outbox of pushes: written in the transaction that causes them, sent later by the worker."""
+    """Outbox of pushes: written in the transaction that causes them, sent later by the worker.
+    ``status``: pending, sent, skipped (not following, refused, archive hidden since), dead (tries
+    used up). ``priority`` 0 goes first (security alerts), 1 the rest."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_status_due_at", "status", "due_at"),)
+    __table_args__ = (Index("ix_notifications_status_priority_due_at", "status", "priority", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
     archive_id: Mapped[int | None] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     dedup_key: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending sent failed dead
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_errcode: Mapped[int | None] = mapped_column(Integer)
+    msgid: Mapped[int | None] = mapped_column(BigInteger)  # the platform's id of the sent message
     sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # aad "notification:<dedup_key>"
     key_id: Mapped[str | None] = mapped_column(String(16))
+
+
+class DueItem(Base):
+    """The next date an archive is due for a kind of reminder (``followup_due``, ``exam_due``,
+    ``child_check_due``, ``prenatal_due``): kept at import from records labelled N and the birth
+    date, so the daily scan reads an index range instead of every record. ``basis_on`` is the date
+    of what set it (a record's date; the birth date for a schedule by age): a later one replaces it."""
+
+    __tablename__ = "due_items"
+    __table_args__ = (UniqueConstraint("archive_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    due_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    basis_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class NotifyMute(Base):
+    """A kind of push one identity does not want for one archive (present = muted)."""
+
+    __tablename__ = "notify_mutes"
+    __table_args__ = (UniqueConstraint("identity_id", "archive_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
+    archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+
+
+class DueScan(Base):
+    """One row per day the due scan ran (or runs): the worker that inserts it runs the day's scan."""
+
+    __tablename__ = "due_scans"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Feedback(Timestamps, Base):
@@ -308,10 +357,13 @@ __all__ = [
     "Binding",
     "Consent",
     "County",
+    "DueItem",
+    "DueScan",
     "Feedback",
     "Identity",
     "Institution",
     "Notification",
+    "NotifyMute",
     "ServiceRecord",
     "Staff",
 ]

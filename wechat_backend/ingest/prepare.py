@@ -21,6 +21,8 @@ from ..blind_index import archive_indexes
 from ..config import IngestSettings, PrivacySettings, SecuritySettings
 from ..crypto import KeyRing
 from ..ids import new_public_id
+from ..notify.kinds import ANNOUNCED_RECORDS
+from ..notify.schedule import Due, due_from_birth, due_from_record
 from ..privacy import label_basic_info, label_record
 from ..records.present import unknown_keys
 from .lines import ArchiveLine, InstitutionLine, LineError, RecordLine, parse_line
@@ -33,12 +35,21 @@ class ArchiveMeta(NamedTuple):
     version: int
     institution_code: str
     archive_county: str  # the archive number's first six digits
+    due: tuple[Due, ...] = ()  # the reminders the birth date sets (notify.schedule.due_from_birth)
+    birth_date: dt.date | None = None
 
 
 class RecordMeta(NamedTuple):
     upstream_id: str
     version: int
     archive_upstream_id: str
+    # For reminders, in memory only (never stored in clear): the record's date, whether it is
+    # announced to its residents (labelled N, a follow-up/exam/check/maternal visit), the reminder
+    # it sets (labelled N only), and its public id.
+    date: dt.date | None = None
+    announce: bool = False
+    due: Due | None = None
+    public_id: str = ""
 
 
 @dataclass
@@ -98,11 +109,28 @@ class Preparer:
             if isinstance(line, InstitutionLine):
                 out.institutions.append((no, line))
             elif isinstance(line, ArchiveLine):
-                meta = ArchiveMeta(line.upstream_id, line.version, line.institution_code, line.archive_no[:6])
+                birth = dt.date.fromisoformat(line.birth_date)
+                meta = ArchiveMeta(
+                    line.upstream_id,
+                    line.version,
+                    line.institution_code,
+                    line.archive_no[:6],
+                    tuple(due_from_birth(birth, today)),
+                    birth,
+                )
                 out.archives.append((no, meta, self._archive_row(line, now)))
             else:
-                meta = RecordMeta(line.upstream_id, line.version, line.archive_upstream_id)
-                out.records.append((no, meta, self._record_row(line, now)))
+                row, normal = self._record_row(line, now)
+                meta = RecordMeta(
+                    line.upstream_id,
+                    line.version,
+                    line.archive_upstream_id,
+                    line.date,
+                    normal and line.kind in ANNOUNCED_RECORDS,
+                    due_from_record(line.kind, line.date, line.next_due_date, line.payload) if normal else None,
+                    row["public_id"],
+                )
+                out.records.append((no, meta, row))
                 out.count_unknown(line.kind, line.payload)
         return out
 
@@ -125,28 +153,42 @@ class Preparer:
             "updated_at": now,
         }
 
-    def _record_row(self, x: RecordLine, now: dt.datetime) -> dict[str, Any]:
+    def _record_row(self, x: RecordLine, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+        """The encrypted row, and whether its label is N. Only an N record keeps its dates in clear
+        (a TB or psychiatric follow-up's cadence would hint at the programme); all keep them sealed."""
         # The payload is serialised once: for the label's text scan and inside the ciphertext.
         payload_json = json.dumps(x.payload, ensure_ascii=False, separators=(",", ":"))
         label = label_record(x.kind, x.diagnosis_codes, x.payload, self._privacy, payload_json=payload_json)
+        due = x.next_due_date.isoformat() if x.next_due_date else None
         head = json.dumps(
-            {"kind": x.kind, "doctor": x.doctor, "diagnosis_codes": list(x.diagnosis_codes), "label": label.to_json()},
+            {
+                "kind": x.kind,
+                "doctor": x.doctor,
+                "diagnosis_codes": list(x.diagnosis_codes),
+                "label": label.to_json(),
+                "date": x.date.isoformat(),
+                "next_due_date": due,
+            },
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        return {
-            "public_id": new_public_id(),
-            "upstream_id": x.upstream_id,
-            "version": x.version,
-            "archive_id": 0,  # set by the write stage, from archive_upstream_id
-            "date": x.date,
-            "next_due_date": x.next_due_date,
-            "institution_code": x.institution_code,
-            "sealed": self._keys.seal_json(f'{head[:-1]},"payload":{payload_json}}}', f"record:{x.upstream_id}"),
-            "key_id": self._keys.active_key,
-            "created_at": now,
-            "updated_at": now,
-        }
+        normal = label.is_normal
+        return (
+            {
+                "public_id": new_public_id(),
+                "upstream_id": x.upstream_id,
+                "version": x.version,
+                "archive_id": 0,  # set by the write stage, from archive_upstream_id
+                "date": x.date if normal else None,
+                "next_due_date": x.next_due_date if normal else None,
+                "institution_code": x.institution_code,
+                "sealed": self._keys.seal_json(f'{head[:-1]},"payload":{payload_json}}}', f"record:{x.upstream_id}"),
+                "key_id": self._keys.active_key,
+                "created_at": now,
+                "updated_at": now,
+            },
+            normal,
+        )
 
 
 # --------------------------------------------------------------------------- worker processes

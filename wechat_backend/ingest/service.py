@@ -30,9 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..config import IngestSettings, PrivacySettings, SecuritySettings
+from ..config import IngestSettings, NotifySettings, PrivacySettings, SecuritySettings
 from ..crypto import KeyRing
 from ..db.models import Archive, County, Institution, ServiceRecord, utcnow
+from ..notify.kinds import RECORD_ADDED
+from ..notify.queue import Event, Queuer
+from ..notify.scan import ItemChange, add_if_missing, apply_changes
 from .prepare import Prepared, Preparer, RawLine, init_worker, prepare_in_worker
 from .upsert import lookup, upsert
 
@@ -54,11 +57,17 @@ class ImportReport:
     # kind -> payload key the field dictionary does not know (not shown to residents) -> records,
     # e.g. {"hypertension_followup": {"foo_bar": 3}}; kinds residents never see are not counted
     unknown_keys: dict[str, dict[str, int]] = field(default_factory=dict)
+    # line number -> inserted/updated/unchanged/rejected, when asked for (the HTTP API answers with it)
+    statuses: dict[int, str] | None = None
+    reasons: dict[int, str] = field(default_factory=dict)  # with statuses: every rejected line's reason
 
     def reject(self, line_no: int, reason: str) -> None:
         self.rejected += 1
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append((line_no, reason))
+        if self.statuses is not None:
+            self.statuses[line_no] = "rejected"
+            self.reasons[line_no] = reason
 
     def add_unknown(self, counts: dict[str, dict[str, int]]) -> None:
         for kind, paths in counts.items():
@@ -87,10 +96,17 @@ class IngestService:
         *,
         today: Callable[[], dt.date],
         security: SecuritySettings | None = None,
+        queuer: Queuer | None = None,
+        notify: NotifySettings | None = None,
+        now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._today = today
+        self._now = now
+        # New records labelled N are announced in the import's own transaction (record_added).
+        self._queuer = queuer
+        self._max_age = dt.timedelta(days=(notify or NotifySettings()).record_max_age_days)
         self._preparer = Preparer(keyring, privacy, settings)
         self._pool_args = (security, privacy, settings)
         self._pool: ProcessPoolExecutor | None = None
@@ -123,10 +139,17 @@ class IngestService:
             read_lines(path, self._settings.max_line_bytes), on_error=on_error, progress=progress, parallel=True
         )
 
-    async def import_objects(self, texts: Iterable[str | bytes]) -> ImportReport:
-        """For the signed HTTP API: lines already in memory (bounded by the request size)."""
-        raw = ((no, t if isinstance(t, bytes) else t.encode(), 0) for no, t in enumerate(texts, start=1))
-        return await self.import_stream(raw)
+    async def import_objects(self, texts: Iterable[str | bytes], *, statuses: bool = False) -> ImportReport:
+        """For the signed HTTP API: lines already in memory (bounded by the request size);
+        ``statuses`` asks for each line's outcome in ``report.statuses``."""
+        limit = self._settings.max_line_bytes
+
+        def line(no: int, text: str | bytes) -> RawLine:
+            data = text if isinstance(text, bytes) else text.encode()
+            return no, (data if len(data) <= limit else None), 0  # None: the line is too long
+
+        raw = (line(no, t) for no, t in enumerate(texts, start=1))
+        return await self.import_stream(raw, statuses=statuses)
 
     async def import_stream(
         self,
@@ -135,8 +158,9 @@ class IngestService:
         on_error: ErrorSink | None = None,
         progress: Progress | None = None,
         parallel: bool = False,
+        statuses: bool = False,
     ) -> ImportReport:
-        report = ImportReport()
+        report = ImportReport(statuses={} if statuses else None)
         started = time.perf_counter()
         today = self._today()
 
@@ -182,10 +206,11 @@ class IngestService:
         if not (prepared.institutions or prepared.archives or prepared.records):
             return
         counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+        lines: dict[int, str] = {}
         rejected: list[tuple[int, str]] = []
         try:
             async with self._sessions.begin() as s:
-                await self._write(s, prepared, counts, lambda no, why: rejected.append((no, why)))
+                await self._write(s, prepared, _Tally(counts, lines), lambda no, why: rejected.append((no, why)))
         except (IntegrityError, DBAPIError):
             # A conflict the checks could not see (e.g. a concurrent import): apply line by line so
             # only the offending line is rejected and everything else still lands.
@@ -196,12 +221,14 @@ class IngestService:
             for no in numbers:
                 await self._apply(prepared.only(no), report, reject)
             return
+        if report.statuses is not None:
+            report.statuses.update(lines)
         for no, why in rejected:
             reject(no, why)
         for key, n in counts.items():
             setattr(report, key, getattr(report, key) + n)
 
-    async def _write(self, s: AsyncSession, p: Prepared, counts: dict[str, int], reject: ErrorSink) -> None:
+    async def _write(self, s: AsyncSession, p: Prepared, counts: _Tally, reject: ErrorSink) -> None:
         if p.institutions:
             await self._write_institutions(s, p.institutions, counts, reject)
         if p.archives:
@@ -213,22 +240,22 @@ class IngestService:
         return await lookup(s, model.__table__, "version", set(upstream_ids))
 
     @staticmethod
-    def _decide(items: list[tuple[Any, ...]], current: dict[str, int], counts: dict[str, int]) -> list[tuple[Any, ...]]:
+    def _decide(items: list[tuple[Any, ...]], current: dict[str, int], counts: _Tally) -> list[tuple[Any, ...]]:
         """Apply the version rule line by line; returns the items to write (the last winner per
         upstream_id, so the upsert never touches a row twice)."""
         winners: dict[str, tuple[Any, ...]] = {}
         for item in items:
-            line = item[1]
+            no, line = item[0], item[1]
             stored = current.get(line.upstream_id)
             if stored is not None and line.version <= stored:
-                counts["unchanged"] += 1
+                counts.add(no, "unchanged")
                 continue
-            counts["inserted" if stored is None else "updated"] += 1
+            counts.add(no, "inserted" if stored is None else "updated")
             current[line.upstream_id] = line.version
             winners[line.upstream_id] = item
         return list(winners.values())
 
-    async def _write_institutions(self, s: AsyncSession, items: list, counts: dict[str, int], reject: ErrorSink):
+    async def _write_institutions(self, s: AsyncSession, items: list, counts: _Tally, reject: ErrorSink):
         codes = {x.code for _, x in items}
         by_code = dict(
             (
@@ -281,7 +308,7 @@ class IngestService:
             self._county_of.update(dict(rows.all()))
         return self._county_of
 
-    async def _write_archives(self, s: AsyncSession, items: list, counts: dict[str, int], reject: ErrorSink):
+    async def _write_archives(self, s: AsyncSession, items: list, counts: _Tally, reject: ErrorSink):
         county_of = await self._counties_for(s, {x.institution_code for _, x, _ in items})
         ok = []
         for no, x, row in items:
@@ -293,15 +320,31 @@ class IngestService:
             else:
                 row["county_code"] = county
                 ok.append((no, x, row))
-        await self._upsert_newer(s, Archive, ok, counts)
+        winners, _ = await self._upsert_newer(s, Archive, ok, counts)
+        with_due = {x.upstream_id: x.due for _, x, _ in winners if x.due}
+        if with_due:  # the child checks and the first yearly exam, by age
+            ids = await lookup(s, Archive.__table__, "id", set(with_due))
+            await add_if_missing(
+                s,
+                (
+                    ItemChange(ids[uid], kind, due_on, dt.date.min)
+                    for uid, dues in with_due.items()
+                    if uid in ids
+                    for kind, due_on in dues
+                ),
+            )
 
-    async def _upsert_newer(self, s: AsyncSession, model: Any, ok: list, counts: dict[str, int]) -> None:
-        """Write the ``(line_no, line, row)`` items whose version beats the stored one."""
-        winners = self._decide(ok, await self._versions(s, model, (x.upstream_id for _, x, _ in ok)), counts)
+    async def _upsert_newer(self, s: AsyncSession, model: Any, ok: list, counts: _Tally) -> tuple[list, set[str]]:
+        """Write the ``(line_no, line, row)`` items whose version beats the stored one; returns them
+        and the upstream ids that were not stored before (inserted, not corrected)."""
+        current = await self._versions(s, model, (x.upstream_id for _, x, _ in ok))
+        new = {x.upstream_id for _, x, _ in ok} - current.keys()
+        winners = self._decide(ok, current, counts)
         rows = [row for _, _, row in winners]
         await upsert(s, model.__table__, rows, keep={"upstream_id", "public_id", "created_at"})
+        return winners, new
 
-    async def _write_records(self, s: AsyncSession, items: list, counts: dict[str, int], reject: ErrorSink):
+    async def _write_records(self, s: AsyncSession, items: list, counts: _Tally, reject: ErrorSink):
         wanted = {x.archive_upstream_id for _, x, _ in items}
         archive_ids = await lookup(s, Archive.__table__, "id", wanted)
         ok = []
@@ -312,7 +355,38 @@ class IngestService:
             else:
                 row["archive_id"] = archive_id
                 ok.append((no, x, row))
-        await self._upsert_newer(s, ServiceRecord, ok, counts)
+        winners, new = await self._upsert_newer(s, ServiceRecord, ok, counts)
+        await apply_changes(
+            s, (ItemChange(row["archive_id"], x.due[0], x.due[1], x.date) for _, x, row in winners if x.due)
+        )
+        if self._queuer is not None:
+            await self._announce(s, [(x, row) for _, x, row in winners if x.upstream_id in new and x.announce])
+
+    async def _announce(self, s: AsyncSession, fresh: list[tuple[Any, dict[str, Any]]]) -> None:
+        """record_added for each new record labelled N, recent enough: loading years of history,
+        or a corrected version of a record, pushes nothing."""
+        assert self._queuer is not None
+        today = self._today()
+        oldest = today - self._max_age
+        events = [
+            Event(RECORD_ADDED, row["archive_id"], x.date, x.upstream_id, record=x.public_id)
+            for x, row in fresh
+            if x.date is not None and oldest <= x.date <= today
+        ]
+        if events:
+            await self._queuer.queue(s, events, self._now(), today)
+
+
+@dataclass
+class _Tally:
+    """The counts of a batch, and each line's outcome."""
+
+    counts: dict[str, int]
+    lines: dict[int, str]
+
+    def add(self, no: int, status: str) -> None:
+        self.counts[status] += 1
+        self.lines[no] = status
 
 
 def _chunks(lines: Iterator[RawLine], size: int) -> Iterator[list[RawLine]]:
