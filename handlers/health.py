@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from tornado.web import url
 
 from wechat_backend.errors import Forbidden, NotFound, Unavailable
@@ -9,6 +11,8 @@ from wechat_backend.health import failing_parts
 from wechat_backend.metrics import CONTENT_TYPE
 
 from .base import BaseHandler, public
+
+log = logging.getLogger("wechat_backend.web")
 
 
 class HealthHandler(BaseHandler):
@@ -32,11 +36,20 @@ class ReadyHandler(BaseHandler):
 
 class MetricsHandler(BaseHandler):
     @public
-    def get(self) -> None:
+    async def get(self) -> None:
         if not self.from_monitor:  # the client's address, also behind a trusted proxy
             raise Forbidden()
+        services = self.services
+        try:
+            pending, oldest = await services.outbox.depth()
+            now = services.clock.now()
+            stopped = await services.outbox.quota.paused(now)
+            until = services.outbox.quota.until
+            services.metrics.set_outbox(pending, oldest, until.timestamp() if stopped and until else 0.0)
+        except Exception as exc:  # the database is down: the rest of the page still helps
+            log.warning("outbox depth unavailable for /metrics (%s)", type(exc).__name__)
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.write(self.services.metrics.render())
+        self.write(services.metrics.render())
 
 
 class DomainVerificationHandler(BaseHandler):

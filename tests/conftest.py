@@ -210,11 +210,15 @@ async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -
             await services.close()
 
 
-async def _live_services(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, base: str) -> Services:
+async def _live_services(
+    tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, base: str, **sections: dict[str, Any]
+) -> Services:
+    """``sections``: more configuration (e.g. ``templates``) on top of the sandbox's."""
     settings = make_settings(
         tmp_path,
         db_url,
         redis_url,
+        **sections,
         server={"public_base_url": base},
         sandbox={"enabled": True},
         wechat={

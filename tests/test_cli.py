@@ -88,7 +88,7 @@ def test_worker_once_sends_a_batch_and_says_what_it_did(cli, tmp_path: Path) -> 
     assert cli("db", "upgrade").returncode == 0
     done = cli("worker", "--once")
     assert done.returncode == 0, done.stderr
-    assert "推送：已发送 0 条，稍后重试 0 条，已放弃 0 条" in done.stdout
+    assert "推送：已发送 0 条，稍后重试 0 条，跳过 0 条，已放弃 0 条" in done.stdout
 
 
 def test_worker_runs_until_sigterm(cli, tmp_path: Path, db_url: str) -> None:

@@ -110,7 +110,9 @@ async def test_check_warns_when_redis_may_evict_keys(platform, live: Live) -> No
     (line,) = warnings(output, "maxmemory-policy")
     evicts = "内存满时会丢弃键（验证码、频率限制、登录会话），请设为 noeviction"
     assert line == f"! Redis 的 maxmemory-policy 为 allkeys-lru：{evicts}"
-    assert "检查通过，另有 1 条提醒" in output
+    (templates,) = warnings(output, "模板消息")  # no [templates] here: the pushes that would not go
+    assert "随访提醒" in templates and "已认证的服务号" in templates
+    assert "检查通过，另有 2 条提醒" in output
 
 
 async def test_check_warns_after_a_plaintext_push_was_refused(platform, live: Live) -> None:

@@ -35,11 +35,17 @@ def _progress(**kw: Any) -> tqdm:
 
 async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from .db import current_revision, upgrade
+    from .records.dates import hide_restricted_dates
     from .services import build_services
 
     services = await build_services(settings, with_redis=False)
     try:
+        before = await current_revision(services.engine)
         await upgrade(services.engine)
+        if before is not None and before < "0005":  # the data part of 0005 needs the keys
+            with _progress(desc="只保留可公开记录的明文日期", unit="条") as bar:
+                moved = await hide_restricted_dates(services.sessions, services.keyring, progress=bar.update)
+            print(f"已把 {moved} 条不向居民公开的记录的日期改为仅密文保存")
         print(f"数据库已是最新结构（版本 {await current_revision(services.engine)}）")
     finally:
         await services.close()
@@ -233,6 +239,61 @@ async def cmd_audit(settings: Settings, args: argparse.Namespace, services: Any 
     return 0 if result.ok else 1
 
 
+async def cmd_notify(settings: Settings, args: argparse.Namespace) -> int:
+    """``notify scan [--date D]``, ``notify retry --dead``, ``notify stats``."""
+    import datetime as dt
+
+    from .notify.stats import push_counts
+    from .services import build_services
+
+    services = await build_services(settings)
+    try:
+        await _require_schema(services)
+        if args.notify_command == "scan":
+            try:
+                day = dt.date.fromisoformat(args.date) if args.date else None
+            except ValueError:
+                raise CommandError(f"日期 {args.date!r} 应写成 YYYY-MM-DD") from None
+            with _progress(desc="到期扫描", unit="项") as bar:
+
+                def advance(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                report = await services.due_scan.scan(day, progress=advance)
+            lead = settings.notify.lead_days
+            print(
+                f"到期扫描（{report.day}，之后 {lead} 天内到期）：{report.items} 项，新排入 {report.queued} 条提醒"
+                f"（已排入过的不会重复），用时 {report.seconds:.1f} 秒"
+            )
+        elif args.notify_command == "retry":
+            if not args.dead:
+                raise CommandError("请写明要重发哪些：notify retry --dead")
+            n = await services.outbox.retry_dead(args.kind or None)
+            print(f"已把 {n} 条放弃发送的推送重新排入队列，推送进程会尽快发送")
+        else:
+            async with services.sessions() as s:
+                rows = await push_counts(s, county=args.county)
+            _print_push_counts(rows)
+    finally:
+        await services.close()
+    return 0
+
+
+def _print_push_counts(rows: list[Any]) -> None:
+    from .notify.kinds import WORDS
+
+    if not rows:
+        print("还没有推送记录")
+        return
+    print("类型\t县（市、区）\t机构\t待发送\t已发送\t已跳过\t已放弃")
+    for r in rows:
+        print(
+            f"{WORDS.get(r.kind, r.kind)}\t{r.county_code or '-'}\t{r.institution_code or '-'}\t"
+            f"{r.pending}\t{r.sent}\t{r.skipped}\t{r.dead}"
+        )
+
+
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from .app import make_app
     from .services import build_services
@@ -255,12 +316,20 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await _require_schema(services)
         if args.once:
+            scanned = await services.due_scan.run_due_today()
+            if scanned is not None:
+                print(f"到期扫描（{scanned.day}）：{scanned.items} 项到期，新排入 {scanned.queued} 条提醒")
             done = await services.outbox.run_once()
-            print(f"推送：已发送 {done.sent} 条，稍后重试 {done.retry} 条，已放弃 {done.dead} 条")
+            print(
+                f"推送：已发送 {done.sent} 条，稍后重试 {done.retry} 条，跳过 {done.skipped} 条，已放弃 {done.dead} 条"
+            )
             return await cmd_audit(settings, argparse.Namespace(audit_command="seal"), services)
         stop = _stop_on_signals()
-        log.info("worker started: sending the outbox, sealing the audit log")
-        await asyncio.gather(services.outbox.run(stop), services.audit_chain.run(stop))
+        log.info(
+            "worker started: sending the outbox, the daily due scan at %s, sealing the audit log",
+            settings.notify.scan_at,
+        )
+        await asyncio.gather(services.outbox.run(stop), services.due_scan.run(stop), services.audit_chain.run(stop))
         log.info("worker stopped")
     finally:
         await services.close()
@@ -286,13 +355,17 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"微信沙箱（模拟手机）：{settings.server.public_base_url}/sandbox/")
         print("按 Ctrl+C 停止。")
         stop_worker = asyncio.Event()
-        worker = asyncio.create_task(services.outbox.run(stop_worker))  # the demo's worker, in-process
-        sealer = asyncio.create_task(services.audit_chain.run(stop_worker))
+        # The demo's worker, in-process: the outbox, the daily due scan, the audit sealer.
+        tasks = [
+            asyncio.create_task(services.outbox.run(stop_worker)),
+            asyncio.create_task(services.due_scan.run(stop_worker)),
+            asyncio.create_task(services.audit_chain.run(stop_worker)),
+        ]
         try:
             await _run_http(services, make_app, on_ready=lambda: _push_demo_menu(services))
         finally:
             stop_worker.set()
-            await asyncio.gather(worker, sealer)
+            await asyncio.gather(*tasks)
     finally:
         await services.close()
     return 0
@@ -341,6 +414,9 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         if "database" not in failing and await current_revision(services.engine) is None:
             print("✗ 数据库结构：尚未初始化，请运行 wechat-backend db upgrade")
             problems += 1
+        for line in _template_notes(settings):
+            print(line)
+            warnings += line.startswith("!")
         if services.tokens is not None:
             try:
                 await services.tokens.get()
@@ -355,6 +431,19 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"检查通过，另有 {warnings} 条提醒（以 ! 开头），请留意。" if warnings else "检查通过。")
     return 0 if not problems else 1  # a warning (!) is not a failure
+
+
+def _template_notes(settings: Settings) -> list[str]:
+    """Which pushes are configured: a kind without a template id is never sent."""
+    from .notify.kinds import BINDING_ADDED, KINDS, WORDS
+
+    missing = [WORDS[k] for k in KINDS if k != BINDING_ADDED and not settings.templates.spec(k).template_id]
+    if not missing:
+        return ["✓ 模板消息：各类推送都已配置模板"]
+    return [
+        f"! 模板消息：未配置 {'、'.join(missing)} 的模板（[templates.*] template_id），这些推送不会发送；"
+        "模板消息需要已认证的服务号"
+    ]
 
 
 async def _redis_notes(settings: Settings, client: Any) -> list[str]:
@@ -541,6 +630,16 @@ def build_parser() -> argparse.ArgumentParser:
     k_new = k_sub.add_parser("new", help="生成一个新的 SM4 密钥")
     k_new.add_argument("key_id")
 
+    notify = sub.add_parser("notify", help="随访提醒和新记录通知")
+    n_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="<action>")
+    n_scan = n_sub.add_parser("scan", help="扫描到期的随访、体检并排入提醒（可重复运行，不会重复提醒）")
+    n_scan.add_argument("--date", help="按哪一天扫描（YYYY-MM-DD，默认今天）")
+    n_retry = n_sub.add_parser("retry", help="重新发送已放弃的推送")
+    n_retry.add_argument("--dead", action="store_true", help="重发全部已放弃（尝试次数用完）的推送")
+    n_retry.add_argument("--kind", action="append", help="只重发这一类（可多次指定）")
+    n_stats = n_sub.add_parser("stats", help="按类型、县和机构统计推送：待发送、已发送、已跳过、已放弃")
+    n_stats.add_argument("--county", help="只看这个县（行政区划代码）")
+
     aud = sub.add_parser("audit", help="审计日志的防篡改链")
     a_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="<action>")
     a_sub.add_parser("verify", help="检查整条链和链头文件（不封存）：0 完整，1 被破坏，2 无法检查")
@@ -560,6 +659,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "menu": cmd_menu,
     "check": cmd_check,
     "audit": cmd_audit,
+    "notify": cmd_notify,
 }
 
 
@@ -572,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":  # the demo talks to the built-in sandbox, never to WeChat
             base = settings.server.public_base_url.rstrip("/")
             sandbox = {"api_base_url": f"{base}/sandbox/", "open_base_url": f"{base}/sandbox/"}
-            settings = load_settings(args.config, overrides={"sandbox": {"enabled": True}, "wechat": sandbox})
+            from .demo import demo_templates
+
+            demo = {"sandbox": {"enabled": True}, "wechat": sandbox, "templates": demo_templates(settings)}
+            settings = load_settings(args.config, overrides=demo)
         return asyncio.run(COMMANDS[args.command](settings, args))
     except (ConfigError, CommandError) as exc:
         print(f"错误：{exc}", file=sys.stderr)

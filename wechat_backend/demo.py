@@ -11,10 +11,23 @@ from sqlalchemy import func, select
 
 from .db import upgrade
 from .db.models import Archive
+from .notify.kinds import BINDING_ADDED, KINDS
 from .seed import write_jsonl
 from .services import Services
 
 SENSITIVE = {"severe_mental", "tuberculosis", "hiv"}
+DEMO_FIELDS = {"thing1": "kind", "time2": "date", "thing3": "institution", "thing4": "name"}
+
+
+def demo_templates(settings: Any) -> dict[str, dict[str, Any]]:
+    """Template ids for the sandbox (which accepts any), for each kind the configuration leaves
+    empty, so the demo shows the reminders and record notices a certified account would send."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        if not settings.templates.spec(kind).template_id:
+            fields = DEMO_FIELDS if kind != BINDING_ADDED else {"thing1": "kind", "time2": "date"}
+            out[kind] = {"template_id": f"demo_{kind}", "fields": dict(fields)}
+    return out
 
 
 async def prepare_demo(services: Services, *, archives: int, seed: int, progress: Callable[..., Any]) -> list[dict]:

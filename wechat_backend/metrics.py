@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -48,6 +48,19 @@ class Metrics:
         self._sms = Counter(
             "wb_sms_sends", "Binding-code SMS by provider and result", ["provider", "outcome"], registry=self.registry
         )
+        self._outbox_pending = Gauge(
+            "wb_outbox_pending", "Pushes waiting in the outbox (due now or later)", registry=self.registry
+        )
+        self._outbox_oldest = Gauge(
+            "wb_outbox_oldest_due_seconds",
+            "How long the oldest push that is due has waited (0: none due)",
+            registry=self.registry,
+        )
+        self._quota_until = Gauge(
+            "wb_notify_template_quota_stopped_until",
+            "Unix time template sends resume after the daily quota (45009) stopped them; 0 when not stopped",
+            registry=self.registry,
+        )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self._requests.labels(route, method, str(status)).inc()
@@ -55,6 +68,12 @@ class Metrics:
 
     def count_sms(self, provider: str, outcome: str) -> None:
         self._sms.labels(provider, outcome).inc()
+
+    def set_outbox(self, pending: int, oldest_due_seconds: float, quota_until: float) -> None:
+        """What the outbox looks like now (read from the database when /metrics is scraped)."""
+        self._outbox_pending.set(pending)
+        self._outbox_oldest.set(oldest_due_seconds)
+        self._quota_until.set(quota_until)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from . import audit
 from .audit_chain import AuditChain
 from .binding import BindingService, BoundArchives, ConsentService, RateLimits
-from .binding.notice import KIND as BINDING_ADDED
 from .binding.notice import binding_added_sender
 from .clock import Clock
 from .config import ConfigError, Settings, database_url
@@ -24,7 +23,11 @@ from .identities import IdentityService
 from .ingest.service import IngestService
 from .keys import KeyRotation
 from .metrics import Metrics
-from .notify import Outbox
+from .notify import Outbox, QuotaFlag
+from .notify.prefs import NotifyPrefs
+from .notify.queue import Queuer
+from .notify.scan import DueScanner
+from .notify.senders import senders, template_kinds
 from .privacy import check_policy
 from .records.service import RecordsService
 from .redis_client import RedisHandle, open_redis
@@ -62,6 +65,9 @@ class Services:
     bound: BoundArchives
     records: RecordsService
     outbox: Outbox
+    queuer: Queuer
+    due_scan: DueScanner
+    notify_prefs: NotifyPrefs
     audit_chain: AuditChain
 
     async def close(self) -> None:
@@ -99,8 +105,15 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
     sms = make_sender(settings)
     consent = ConsentService(sessions, clock)
     outbox = Outbox(
-        sessions, keyring, settings.notify, clock, {BINDING_ADDED: binding_added_sender(settings, wechat, clock.now)}
+        sessions,
+        keyring,
+        settings.notify,
+        clock,
+        senders(settings, wechat, binding_added=binding_added_sender(settings, wechat, clock.now)),
+        template_kinds=template_kinds(settings),
+        quota_flag=QuotaFlag(redis.client if redis else None, f"{prefix}:notify:quota_until"),
     )
+    queuer = Queuer(keyring, settings)
     binding = BindingService(
         settings,
         sessions=sessions,
@@ -121,7 +134,15 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         keyring=keyring,
         counties=CountyService(sessions),
         ingest=IngestService(
-            sessions, keyring, settings.privacy, settings.ingest, today=clock.today, security=settings.security
+            sessions,
+            keyring,
+            settings.privacy,
+            settings.ingest,
+            today=clock.today,
+            security=settings.security,
+            queuer=queuer,
+            notify=settings.notify,
+            now=clock.now,
         ),
         key_rotation=KeyRotation(sessions, keyring),
         identities=identities,
@@ -146,5 +167,8 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         bound=BoundArchives(sessions, keyring, settings.privacy, clock, reads=read_session_factory(engine)),
         records=RecordsService(sessions, keyring, settings.privacy, clock),
         outbox=outbox,
+        queuer=queuer,
+        due_scan=DueScanner(sessions, queuer, settings.notify, clock),
+        notify_prefs=NotifyPrefs(sessions, keyring, settings, clock),
         audit_chain=AuditChain(sessions, keyring, settings.security, settings.data_dir, clock),
     )

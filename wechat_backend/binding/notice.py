@@ -9,11 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import Settings
+from ..notify.kinds import BINDING_ADDED
+from ..notify.message import fit
 from ..notify.outbox import Send
 from ..wechat.api import WeChatApi
 from .rules import RELATION_LABELS
 
-KIND = "binding_added"
+KIND = BINDING_ADDED
 TEXT = "您的健康档案刚刚被另一个微信以“{relation}”关系绑定。如不是您或家人本人操作，请点菜单“我的档案”查看并解除。"
 
 
@@ -24,13 +26,14 @@ def binding_added_sender(settings: Settings, api: WeChatApi, now: Callable[[], d
     spec = settings.templates.binding_added
     home = f"{settings.server.public_base_url.rstrip('/')}/r/home"
 
-    async def send(openid: str, payload: Mapping[str, Any]) -> None:
+    async def send(openid: str, payload: Mapping[str, Any], msg_id: str) -> int | None:
         relation = RELATION_LABELS.get(str(payload.get("relation")), "家人")
         if spec.template_id:
-            values = {"kind": f"家人绑定（{relation}）", "date": now().date().isoformat()}
-            data = {field: values.get(source, "") for field, source in spec.fields.items()}
-            await api.send_template(openid, spec.template_id, data, url=home)
-        else:
-            await api.send_custom_text(openid, TEXT.format(relation=relation) + f"\n{home}")
+            day = now().date()
+            values = {"kind": f"家人绑定（{relation}）", "date": f"{day.year}年{day.month}月{day.day}日"}
+            data = {field: fit(values.get(source, "")) for field, source in spec.fields.items()}
+            return await api.send_template(openid, spec.template_id, data, url=home, client_msg_id=msg_id)
+        await api.send_custom_text(openid, TEXT.format(relation=relation) + f"\n{home}")
+        return None
 
     return send

@@ -202,6 +202,7 @@ async def _tell_owners(
             kind=NOTICE,
             dedup_key=dedup,
             status="pending",
+            priority=0,  # a security alert: first in the queue, no quiet hours
             attempts=0,
             # Sent at once after the commit; the worker's turn comes if that never records.
             due_at=now + LEASE,
@@ -211,7 +212,18 @@ async def _tell_owners(
         s.add(note)
         notes.append((note, openid))
     await s.flush()  # the rows' ids, for the pushes after the commit
-    return [Push(id=note.id, kind=NOTICE, attempts=0, openid=openid, payload=payload) for note, openid in notes]
+    return [
+        Push(
+            id=note.id,
+            kind=NOTICE,
+            attempts=0,
+            openid=openid,
+            payload=payload,
+            dedup_key=note.dedup_key,
+            identity_id=note.identity_id,
+        )
+        for note, openid in notes
+    ]
 
 
 async def _push(svc: BindingService, push: Push) -> None:

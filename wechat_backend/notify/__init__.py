@@ -1,5 +1,8 @@
-"""Pushes to residents through the official account: the outbox and its worker."""
+"""Pushes to residents through the official account: kinds and schedules (pure), the queue written
+in the causing transaction, the daily due scan, and the outbox and its worker."""
 
-from .outbox import Outbox, Pass, Push, after_failure, retry_delay
+from .outbox import LEASE, Outbox, Pass, Push, Send
+from .policy import Outcome, after_failure, judge, retry_delay
+from .quota import QuotaFlag
 
-__all__ = ["Outbox", "Pass", "Push", "after_failure", "retry_delay"]
+__all__ = ["LEASE", "Outbox", "Outcome", "Pass", "Push", "QuotaFlag", "Send", "after_failure", "judge", "retry_delay"]

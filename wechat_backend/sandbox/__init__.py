@@ -20,6 +20,7 @@ from tornado.web import RedirectHandler, URLSpec, url
 from .callback import CallbackClient
 from .control import (
     ACTIONS,
+    CallsHandler,
     FaultsHandler,
     MenuHandler,
     SmsHandler,
@@ -78,5 +79,6 @@ def sandbox_routes(
         url(r"/sandbox/api/menu", MenuHandler, kw, name="sandbox_menu"),
         url(r"/sandbox/api/sms", SmsHandler, kw, name="sandbox_sms"),
         url(r"/sandbox/api/faults", FaultsHandler, kw, name="sandbox_faults"),
+        url(r"/sandbox/api/calls", CallsHandler, kw, name="sandbox_calls"),
         url(r"/sandbox/api/.*", ApiNotFoundHandler, kw, name="sandbox_api_not_found"),
     ]

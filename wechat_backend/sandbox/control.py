@@ -221,3 +221,15 @@ class FaultsHandler(SandboxHandler):
         else:
             self.state.faults.clear()
         self.get()
+
+
+class CallsHandler(SandboxHandler):
+    """``GET``: the platform calls received since the start (or the last ``DELETE``), by path —
+    every call, a repeated ``client_msg_id`` included."""
+
+    def get(self) -> None:
+        self.write_json({"calls": dict(self.state.calls)})
+
+    def delete(self) -> None:
+        self.state.calls.clear()
+        self.get()

@@ -30,6 +30,7 @@ async def apply_fault(state: SandboxState, api: str) -> dict[str, Any] | None:
 
 async def answer(state: SandboxState, path: str, query: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
     """HTTP status and JSON for one platform call. Unknown paths are 404 with errcode 48001."""
+    state.calls[path] += 1
     api = APIS.get(path)
     if api is None:
         return 404, error_json(48001, f"the sandbox does not implement {path}")

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import secrets
 import urllib.parse
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -216,6 +216,9 @@ class SandboxState:
         self.qr_tickets: dict[str, str] = {}  # scene -> ticket from cgi-bin/qrcode/create
         self.sms: list[Sms] = []
         self.faults: dict[str, Fault] = {}
+        # Every platform call received, by path (not kept with the state): what tests count, since
+        # what the sandbox shows drops a repeated client_msg_id.
+        self.calls: Counter[str] = Counter()
         self.chat: dict[str, list[ChatEntry]] = defaultdict(list)
         # The last id handed out of each kind (kept with the state: a msgid is never used twice).
         self.last_msgid = secrets.randbelow(10**9) + 10**9

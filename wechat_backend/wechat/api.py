@@ -272,9 +272,16 @@ class WeChatApi:
         )
 
     async def send_template(
-        self, openid: str, template_id: str, data: Mapping[str, str], url: str | None = None
+        self,
+        openid: str,
+        template_id: str,
+        data: Mapping[str, str],
+        url: str | None = None,
+        *,
+        client_msg_id: str | None = None,
     ) -> int | None:
         """发送模板消息；``data`` 为 字段名 → 值（2023-05-04 起不再支持颜色、first、remark）。返回 msgid。
+        ``client_msg_id``：同一用户同一 id 十分钟内只收到一次（防重发）。
         https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html"""
         body: JsonObject = {
             "touser": openid,
@@ -283,6 +290,8 @@ class WeChatApi:
         }
         if url:
             body["url"] = url
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
         answer = await self.post_json("cgi-bin/message/template/send", body)
         msgid = answer.get("msgid")
         return msgid if isinstance(msgid, int) else None
