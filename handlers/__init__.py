@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tornado.routing import Rule
 
-from . import api, archive, archive_pages, health, oauth, resident, site, wechat
+from . import api, archive, archive_pages, health, ingest, notify_settings, oauth, resident, site, wechat
 
 if TYPE_CHECKING:
     from wechat_backend.services import Services
@@ -24,5 +24,7 @@ def routes(services: Services) -> list[Rule]:
         *archive_pages.routes,
         *api.routes,
         *archive.routes,
+        *notify_settings.routes,
+        *ingest.routes,
         *wechat.routes,
     ]

@@ -82,7 +82,7 @@ async def test_phone_page_follow_menu_and_our_signed_in_page(browser: Any, live:
         # A top-level CLICK item, then one inside the group: each answer appears in the chat.
         await menu.locator('[data-test="menu-item"][data-key="FOLLOWUP"]').click()
         await expect(page.locator('[data-test="reply"]')).to_have_count(2)
-        await expect(page.locator('[data-test="reply"]').last).to_contain_text("暂时还不会主动发送随访提醒")
+        await expect(page.locator('[data-test="reply"]').last).to_contain_text("您还没有绑定健康档案")
         help_item = menu.locator('[data-test="menu-item"][data-key="HELP"]')
         await expect(help_item).to_be_hidden()
         await menu.locator('[data-test="menu-group"][data-name="服务"]').click()

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from ingest_lines import institution
+from ingest_lines import COUNTY, archive, institution
+from sqlalchemy import select
 from wechat_sample import (
     BILLION_LAUGHS,
     ENCRYPT,
@@ -38,6 +39,7 @@ from wechat_sample import (
 )
 
 from wechat_backend.config import Settings
+from wechat_backend.db.models import Archive, Binding, DueItem, Notification
 from wechat_backend.errors import BadInput, Forbidden, TooLarge
 from wechat_backend.services import Services
 from wechat_backend.wechat import replies
@@ -398,12 +400,65 @@ async def test_unsubscribe_marks_the_identity_and_says_nothing(services: Service
     assert identity is not None and not identity.subscribed
 
 
+async def test_unsubscribe_skips_every_push_still_waiting_for_the_follower(services: Services) -> None:
+    await push(services.callback, fixture("event_subscribe"))
+    identity = await services.identities.by_openid("oa", OPENID)
+    assert identity is not None
+    now = services.clock.now()
+    async with services.sessions.begin() as s:
+        for key, status in (("a", "pending"), ("b", "pending"), ("c", "sent")):
+            s.add(Notification(identity_id=identity.id, kind="followup_due", dedup_key=key, status=status, due_at=now))
+    await push(services.callback, fixture("event_unsubscribe", CreateTime="1409735690"))
+    async with services.sessions() as s:
+        rows = (await s.execute(select(Notification.dedup_key, Notification.status))).all()
+    assert sorted(tuple(r) for r in rows) == [("a", "skipped"), ("b", "skipped"), ("c", "sent")]
+
+
+async def bind_sample_follower(services: Services) -> int:
+    """The sample's follower with archive ``arc-1`` bound as 本人 (written straight into the
+    database), its county open; returns the archive's row id."""
+    lines = [json.dumps(institution()), json.dumps(archive(1))]
+    assert (await services.ingest.import_objects(lines)).inserted == 2
+    await services.counties.set(COUNTY, opening=True, phase="all")
+    identity = await services.identities.upsert("oa", OPENID, subscribed=True)
+    async with services.sessions.begin() as s:
+        pk = await s.scalar(select(Archive.id).where(Archive.upstream_id == "arc-1"))
+        s.add(Binding(identity_id=identity.id, archive_id=pk, relation="self"))
+    return pk
+
+
+async def test_followup_answers_with_the_followers_own_dates_read_afresh_each_time(services: Services) -> None:
+    pk = await bind_sample_follower(services)
+    before = await push(services.callback, fixture("event_click", EventKey=replies.FOLLOWUP))
+    assert before.startswith("随访提醒：暂时没有查到下次随访或体检的日期")
+    assert "公众号暂时不发送到期提醒" in before and HOME in before  # no template configured here
+    today = services.clock.today()
+    async with services.sessions.begin() as s:
+        s.add(DueItem(archive_id=pk, kind="followup_due", due_on=today + dt.timedelta(days=7), basis_on=today))
+    after = await push(services.callback, fixture("event_click", EventKey=replies.FOLLOWUP, CreateTime="1409735670"))
+    due = today + dt.timedelta(days=7)
+    assert f"本人 · 随访 · {due.year}年{due.month}月{due.day}日" in after  # not a cached answer
+    assert services.callback.counts["processed"] == 2
+
+
+async def test_followup_past_the_budget_is_sent_by_customer_service(services: Services) -> None:
+    sent: list[tuple[str, str]] = []
+
+    async def send_custom(openid: str, text: str) -> None:
+        sent.append((openid, text))
+
+    cb = callback_with(services, send_custom=send_custom, budget=0.0)
+    assert (await cb.handle(*safe_request(fixture("event_click", EventKey=replies.FOLLOWUP)))).body == "success"
+    await cb.drain()
+    assert sent == [(OPENID, replies.answer(replies.FOLLOWUP, HOME, replies.Contact()))]
+
+
 @pytest.mark.parametrize(
     ("key", "says"),
     [
         (replies.BIND, "建档时登记的手机号"),
         (replies.ARCHIVE, "查看健康档案"),
-        (replies.FOLLOWUP, "随访和体检记录"),
+        (replies.FOLLOWUP, "您还没有绑定健康档案"),
         (replies.HELP, "回复下面的词语"),
         (replies.FEEDBACK, "暂时还不能留言"),
         ("NO_SUCH_KEY", "没有看懂"),
@@ -420,8 +475,9 @@ async def test_menu_clicks_get_their_answer(services: Services, key: str, says: 
         ("绑定", "1. 打开 https://jkda.example.cn/r/bind"),
         (" 我想给孩子绑定档案 ", "1. 打开 https://jkda.example.cn/r/bind"),
         ("档案", "查看健康档案：\n" + HOME),
-        ("随访", "查看随访和体检记录：\n" + HOME),
-        ("帮助", "随访 — 查看随访和体检记录"),
+        ("随访", "回复“绑定”查看步骤，或打开：\n" + HOME),
+        ("体检", "绑定后，在这里可以看到下次随访、体检的日期"),
+        ("帮助", "随访 — 查看下次随访、体检日期和提醒设置"),
         ("？", "绑定 — 绑定本人或家人的健康档案"),
         ("留言", "公众号暂时还不能留言"),
     ],
@@ -485,7 +541,7 @@ async def test_dedupe_keys_are_prefixed_hashed_and_expire(services: Services) ->
 async def test_two_different_clicks_in_one_second_are_both_answered(services: Services) -> None:
     cb = services.callback
     assert "查看健康档案" in await push(cb, fixture("event_click", EventKey=replies.ARCHIVE))
-    assert "随访和体检记录" in await push(cb, fixture("event_click", EventKey=replies.FOLLOWUP))
+    assert "下次随访、体检的日期" in await push(cb, fixture("event_click", EventKey=replies.FOLLOWUP))
     assert cb.counts["processed"] == 2
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
+from wechat_backend.notify.kinds import DUE_KINDS
+from wechat_backend.notify.upcoming import DueLine
 from wechat_backend.wechat import replies
 
 HOME = "https://jkda.example.cn/r/home"
@@ -32,7 +36,8 @@ def test_only_help_feedback_and_the_fallback_need_the_contact() -> None:
 
 # --------------------------------------------------------------------------- no dead ends
 
-# Nothing the account does yet: reminder pushes and 留言 (a message box). No answer may promise them.
+# Nothing the account does yet: 留言 (a message box). Reminder pushes go only for kinds with a
+# template configured, which ``answer`` does not know: only ``upcoming`` may speak of them.
 PROMISES = ("会提醒", "前收到提醒", "也会提醒", "提醒您", "点“留言”", "写下您的问题", "工作人员会在", "留言给")
 
 
@@ -49,9 +54,58 @@ def test_the_welcome_lists_what_works_and_links_home() -> None:
             assert part in text, part
 
 
-def test_followup_says_reminders_are_not_sent_yet_and_where_the_next_date_is() -> None:
+def test_followup_without_a_bound_archive_says_how_to_bind() -> None:
     text = replies.answer(replies.FOLLOWUP, HOME, replies.Contact())
-    assert "暂时还不会主动发送随访提醒" in text and "下次随访的日期" in text and HOME in text
+    assert "还没有绑定健康档案" in text and "下次随访、体检的日期" in text and "回复“绑定”" in text and HOME in text
+
+
+def test_help_lists_followup_as_dates_and_reminder_settings() -> None:
+    assert "随访 — 查看下次随访、体检日期和提醒设置" in replies.answer(replies.HELP, HOME, replies.Contact())
+
+
+SETTINGS_URL = "https://jkda.example.cn/r/settings"
+LINES = [
+    DueLine(True, "刘**", "followup_due", dt.date(2026, 12, 8)),
+    DueLine(False, "王**", "child_check_due", dt.date(2027, 1, 3)),
+]
+
+
+def upcoming(items: list[DueLine], pushed: tuple[str, ...], lead_days: int = 3) -> str:
+    return replies.upcoming(
+        items, home_url=HOME, settings_url=SETTINGS_URL, pushed=pushed, lead_days=lead_days, quiet=("21:00", "08:00")
+    )
+
+
+def test_upcoming_names_who_what_and_when_and_nothing_else() -> None:
+    lines = upcoming(LINES, DUE_KINDS).splitlines()
+    assert lines[:3] == [
+        "随访提醒：接下来要做的随访和检查：",
+        "本人 · 随访 · 2026年12月8日",
+        "您的家人王** · 儿童健康检查 · 2027年1月3日",
+    ]
+    assert "刘**" not in "\n".join(lines)  # one's own name is not repeated
+
+
+def test_upcoming_promises_pushes_only_for_kinds_with_a_template() -> None:
+    every = upcoming(LINES, DUE_KINDS)
+    assert "到期前3天，公众号会发消息提醒您（21:00到第二天08:00不发）。" in every
+    assert every.endswith(SETTINGS_URL)
+    some = upcoming(LINES, ("followup_due", "exam_due"))
+    assert "随访、健康体检到期前3天，公众号会发消息提醒您" in some and some.endswith(SETTINGS_URL)
+    none = upcoming(LINES, ())
+    assert "公众号暂时不发送到期提醒" in none and none.endswith(HOME)
+    assert not [p for p in (*PROMISES, "会发消息") if p in none] and SETTINGS_URL not in none
+    assert "到期当天" in upcoming(LINES, DUE_KINDS, lead_days=0)
+
+
+def test_upcoming_without_dates_says_so() -> None:
+    text = upcoming([], ())
+    assert text.startswith("随访提醒：暂时没有查到下次随访或体检的日期。") and HOME in text
+
+
+def test_upcoming_stays_far_below_the_passive_reply_limit() -> None:
+    many = [DueLine(False, "欧阳**", "child_check_due", dt.date(2027, 12, 28))] * 5
+    assert len(upcoming(many, DUE_KINDS).encode()) < 1024
 
 
 def test_feedback_gives_the_institutions_phone_instead_of_a_button() -> None:

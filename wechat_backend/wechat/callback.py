@@ -29,7 +29,10 @@ dedupe key in Redis holding its reply; a retry gets the stored reply and is neve
   line and stores the reply: one round trip. Without a cached line the script only claims; the line
   is read from the database (and cached), then the reply is stored.
 - Follow, scan and unfollow write to the database: the key is claimed (``SET NX``), the work runs,
-  the reply is stored. Follow and scan also write the follower's contact line to the cache.
+  the reply is stored. Follow and scan also write the follower's contact line to the cache; an
+  unfollow also skips every push still waiting for that follower.
+- 随访提醒 (the FOLLOWUP menu item and its keywords) answers with the person's own next due dates:
+  read from the database each time, like a follow, and never cached beyond the retry's dedupe key.
 
 Work that takes longer than :data:`REPLY_BUDGET` seconds answers ``success`` at once and goes on in
 the background, replying by customer-service message. Without Redis the callback still answers,
@@ -62,9 +65,13 @@ from wechatpy.utils import check_signature
 
 from ..clock import Clock
 from ..config import Settings
+from ..crypto import KeyRing
 from ..db.models import Identity, Institution
 from ..errors import BadInput, Forbidden
 from ..identities import IdentityService
+from ..notify.kinds import DUE_KINDS
+from ..notify.outbox import skip_pending_of
+from ..notify.upcoming import upcoming_for
 from ..redis_client import key
 from . import replies
 from .message_crypto import message_crypto
@@ -198,11 +205,15 @@ class CallbackService:
         clock: Clock,
         send_custom: SendCustom | None = None,
         budget: float = REPLY_BUDGET,
+        keyring: KeyRing | None = None,
     ) -> None:
         self._settings = settings
         self._wechat = settings.wechat
         self._max_body = settings.limits.max_body_bytes
         self._home_url = f"{settings.server.public_base_url.rstrip('/')}/r/home"
+        self._settings_url = f"{settings.server.public_base_url.rstrip('/')}/r/settings"
+        # Opens the archives' birth dates and names for 随访提醒 (the same keys as the process's ring).
+        self._keys = keyring or KeyRing.from_settings(settings.security)
         self._sessions = sessions
         self._redis = redis
         self._reply_script = ScriptBatch(redis, _REPLY_SCRIPT, REDIS_TIMEOUT) if redis is not None else None
@@ -322,7 +333,8 @@ class CallbackService:
         label = _Label(fields, did)
         answer = _ANSWERS.get((message.type, getattr(message, "event", "") or ""))
         menu_key = answer(message) if answer else None
-        if menu_key is not None and self._reply_script is not None:
+        personal = menu_key == replies.FOLLOWUP  # the person's own dates: from the database, every time
+        if menu_key is not None and not personal and self._reply_script is not None:
             claimed, stored = await self._answer_once(message, menu_key, did, label)
             if claimed and stored is not None:
                 self.counts["processed"] += 1
@@ -333,7 +345,9 @@ class CallbackService:
             self.counts["retried"] += 1
             return await self._stored_reply(did, label, deadline, stored)
         self.counts["processed"] += 1
-        if menu_key is not None:  # no cached contact line, or no dedupe
+        if personal:
+            work = self._upcoming(message.source)
+        elif menu_key is not None:  # no cached contact line, or no dedupe
             work = self._answer(menu_key, message.source, label, cache=claimed is not None)
         else:
             work = self._dispatch(message)
@@ -490,7 +504,25 @@ class CallbackService:
         return replies.welcome(self._home_url, found.institution if found else None)
 
     async def _on_unsubscribe(self, message: Any) -> None:
-        await self._identities.upsert("oa", message.source, subscribed=False)
+        identity = await self._identities.upsert("oa", message.source, subscribed=False)
+        async with self._sessions.begin() as s:  # nothing more goes to someone who left
+            await skip_pending_of(s, identity.id)
+
+    async def _upcoming(self, openid: str) -> str:
+        """随访提醒: the follower's next due dates, or how to bind when they have bound nothing."""
+        async with self._sessions() as s:
+            items = await upcoming_for(s, self._keys, self._settings.privacy, openid, self._clock.today())
+        if items is None:
+            return replies.answer(replies.FOLLOWUP, self._home_url, Contact())
+        notify = self._settings.notify
+        return replies.upcoming(
+            items,
+            home_url=self._home_url,
+            settings_url=self._settings_url,
+            pushed=[k for k in DUE_KINDS if self._settings.templates.spec(k).template_id],
+            lead_days=notify.lead_days,
+            quiet=(notify.quiet_start, notify.quiet_end),
+        )
 
     async def _answer(self, menu_key: str, openid: str, label: _Label, *, cache: bool) -> str:
         """The answer when the contact line is not cached (or Redis is not there): from the database."""

@@ -10,7 +10,15 @@ Passive text replies are limited to 2048 bytes; every text here stays far below.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..notify.kinds import DUE_KINDS, DUE_NAMES
+from ..notify.message import date_words
+
+if TYPE_CHECKING:
+    from ..notify.upcoming import DueLine
 
 # Menu CLICK keys (自定义菜单 key); `menu push` builds the menu with these.
 BIND = "BIND"
@@ -66,7 +74,8 @@ def contact_line(contact: Contact | str) -> str:
 
 
 # What a resident can read once an archive is bound (the archive pages under /r/); the welcome and
-# the 档案 answer list it. No reminder pushes and no 留言 yet: no answer promises them.
+# the 档案 answer list it. No 留言 yet, and reminders go only for kinds with a template configured:
+# only :func:`upcoming`, which is told which kinds are pushed, speaks of reminders coming.
 ARCHIVE_CONTENTS = "基本信息、健康体检、慢病随访、孕产妇和儿童保健记录、变化趋势，以及谁查看了档案"
 
 
@@ -94,12 +103,12 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
         )
     if key == ARCHIVE:
         return f"查看健康档案：\n{home_url}\n\n绑定后可以看到{ARCHIVE_CONTENTS}。\n还没有绑定？回复“绑定”查看步骤。"
-    if key == FOLLOWUP:
+    if key == FOLLOWUP:  # for someone who has bound no archive (the callback looks that up)
         return (
-            "随访提醒：公众号暂时还不会主动发送随访提醒。\n"
-            "下次随访的日期写在每一条随访记录里，打开“我的档案”查看随访和体检记录：\n"
-            f"{home_url}\n\n"
-            "还没有绑定？回复“绑定”查看步骤。"
+            "随访提醒：您还没有绑定健康档案。\n"
+            "绑定后，在这里可以看到下次随访、体检的日期。\n"
+            "回复“绑定”查看步骤，或打开：\n"
+            f"{home_url}"
         )
     if key == FEEDBACK:
         return f"留言咨询：公众号暂时还不能留言，有问题请直接打电话咨询。\n{contact_line(contact)}"
@@ -108,7 +117,7 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
             "回复下面的词语即可使用：\n"
             "绑定 — 绑定本人或家人的健康档案\n"
             "档案 — 查看健康档案\n"
-            "随访 — 查看随访和体检记录、下次随访日期\n"
+            "随访 — 查看下次随访、体检日期和提醒设置\n"
             "留言 — 查询建档机构的咨询电话\n"
             "帮助 — 显示本说明\n\n"
             f"{contact_line(contact)}"
@@ -118,3 +127,37 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
 
 def fallback(contact: Contact | str) -> str:
     return f"抱歉，没有看懂您的意思。\n请回复：绑定、档案、随访、留言 或 帮助。\n\n{contact_line(contact)}"
+
+
+def upcoming(
+    items: Sequence[DueLine],
+    *,
+    home_url: str,
+    settings_url: str,
+    pushed: Sequence[str],
+    lead_days: int,
+    quiet: tuple[str, str],
+) -> str:
+    """The 随访提醒 answer for someone with bound archives: their next due dates (``items``, soonest
+    first: who, what, when — never a diagnosis or a value), then when reminders come. ``pushed``:
+    the due kinds whose template is configured; only those are said to be sent."""
+    if items:
+        lines = ["随访提醒：接下来要做的随访和检查："]
+        lines += [f"{_who(i)} · {DUE_NAMES[i.kind]} · {date_words(i.due_on.isoformat())}" for i in items]
+    else:
+        lines = ["随访提醒：暂时没有查到下次随访或体检的日期。"]
+    lines.append("")
+    kinds = [k for k in DUE_KINDS if k in pushed]
+    if not kinds:
+        lines += ["公众号暂时不发送到期提醒，日期可以在“我的档案”里查看：", home_url]
+        return "\n".join(lines)
+    what = "" if len(kinds) == len(DUE_KINDS) else "、".join(DUE_NAMES[k] for k in kinds)
+    when = f"到期前{lead_days}天" if lead_days > 0 else "到期当天"
+    start, end = quiet
+    calm = f"（{start}到第二天{end}不发）" if start > end else (f"（{start}到{end}不发）" if start != end else "")
+    lines += [f"{what}{when}，公众号会发消息提醒您{calm}。", "不想收到某类提醒，可以在“提醒设置”里关掉：", settings_url]
+    return "\n".join(lines)
+
+
+def _who(item: DueLine) -> str:
+    return "本人" if item.own else f"您的家人{item.name}"
