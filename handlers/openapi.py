@@ -1,9 +1,12 @@
-"""``/api/v1/openapi.json``: the resident JSON API as OpenAPI 3.1, written next to the routes it
-describes (``handlers/api.py``, ``handlers/archive.py``) so they change together."""
+"""``/api/v1/openapi.json``: the resident JSON API (and the upstream's signed push) as OpenAPI 3.1,
+written next to the routes it describes (``handlers/api.py``, ``handlers/archive.py``,
+``handlers/ingest.py``) so they change together."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from wechat_backend.notify.kinds import CHOOSABLE
 
 
 def _error(status: str, codes: str) -> dict[str, Any]:
@@ -178,6 +181,48 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"204": {"description": "已解除"}, "404": _error("404", "not_found"), **_COMMON},
             }
         },
+        "/api/v1/ingest": {
+            "post": {
+                "summary": "上游公共卫生系统推送机构、档案和服务记录（与导入文件同一格式，逐行答复）",
+                "description": "请求体为 JSON Lines，每行一个对象，格式同 wechat-backend import 的导入文件；"
+                "校验、版本规则和新记录提醒与文件导入相同。不用 Cookie、Bearer 令牌或 XSRF。"
+                '签名：X-WB-Signature = HMAC-SM3(key, X-WB-Timestamp + "\\n" + 请求体原文) 的小写十六进制，'
+                "key 为 [security] ingest_hmac_key 经 base64 解码后的字节；时间戳与服务器相差不得超过 300 秒，"
+                "同一签名只接受一次。请求体不超过 [ingest] max_request_bytes（默认 10,000,000 字节），"
+                "可用 Content-Length 或分块传输。",
+                "security": [{"ingestTimestamp": [], "ingestSignature": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines"}}},
+                },
+                "responses": {
+                    "200": _ok("IngestReport", "已处理；每个非空行的结果（被拒收的行带原因）"),
+                    "401": _error("401", "not_logged_in（签名头缺少或有误、时间戳超出 5 分钟、签名不符；含 field）"),
+                    "409": _error("409", "conflict（同一签名已处理过：用当前时间重新签名后再发）"),
+                    "413": _error("413", "too_large（超过 [ingest] max_request_bytes，未导入任何一行）"),
+                    "503": _error("503", "unavailable（未配置签名密钥或 Redis 不可用，未导入任何一行）"),
+                },
+            }
+        },
+        "/api/v1/notify/settings": {
+            "get": {
+                "summary": "提醒设置：我绑定的每份档案各类提醒是否发送（true 为发送）；available 为该类提醒是否已开通",
+                "security": _AUTH,
+                "responses": {"200": _ok("NotifySettings"), **_COMMON},
+            },
+            "put": {
+                "summary": "修改提醒设置：只改写明的档案和类型，本人的公众号和小程序同时生效；"
+                "“档案被绑定”是安全提醒，不能关闭",
+                "security": _AUTH,
+                "requestBody": _body("NotifySettingsIn"),
+                "responses": {
+                    "200": _ok("NotifySettings", "已保存，返回新的设置"),
+                    "400": _error("400", "bad_input（未知类型、binding_added、非 true/false、格式不对）"),
+                    "404": _error("404", "not_found（不是本人绑定的档案）"),
+                    **_COMMON,
+                },
+            },
+        },
         "/api/v1/logout": {
             "post": {
                 "summary": "退出登录：会话在服务器端结束（未登录时同样答复 204）",
@@ -190,6 +235,8 @@ OPENAPI: dict[str, Any] = {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "cookie": {"type": "apiKey", "in": "cookie", "name": "wb_session"},
+            "ingestTimestamp": {"type": "apiKey", "in": "header", "name": "X-WB-Timestamp"},
+            "ingestSignature": {"type": "apiKey", "in": "header", "name": "X-WB-Signature"},
         },
         "schemas": {
             "Error": {
@@ -324,6 +371,70 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "Note": {"type": "object", "properties": {"note": _STR}},
+            "NotifyKinds": {
+                "type": "object",
+                "description": "提醒类型 → 是否发送",
+                "properties": {k: {"type": "boolean"} for k in CHOOSABLE},
+                "additionalProperties": False,
+            },
+            "NotifySettings": {
+                "type": "object",
+                "properties": {
+                    "archives": {
+                        **_ARRAY,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": _STR,
+                                "name": {"type": "string", "description": "部分隐藏，如 刘**"},
+                                "relation": _STR,
+                                "relation_label": _STR,
+                                "kinds": {"$ref": "#/components/schemas/NotifyKinds"},
+                            },
+                        },
+                    },
+                    "available": {"$ref": "#/components/schemas/NotifyKinds"},
+                },
+            },
+            "NotifySettingsIn": {
+                "type": "object",
+                "required": ["archives"],
+                "properties": {
+                    "archives": {
+                        **_ARRAY,
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "kinds"],
+                            "properties": {"id": _STR, "kinds": {"$ref": "#/components/schemas/NotifyKinds"}},
+                        },
+                    }
+                },
+            },
+            "IngestReport": {
+                "type": "object",
+                "properties": {
+                    "lines": {
+                        **_ARRAY,
+                        "description": "按行号排序；空行不列出",
+                        "items": {
+                            "type": "object",
+                            "required": ["line", "status"],
+                            "properties": {
+                                "line": {"type": "integer", "description": "行号，从 1 起（空行也计数）"},
+                                "status": {"enum": ["inserted", "updated", "unchanged", "rejected"]},
+                                "reason": {"type": "string", "description": "仅 rejected：拒收原因"},
+                            },
+                        },
+                    },
+                    "summary": {
+                        "type": "object",
+                        "properties": {
+                            key: {"type": "integer"}
+                            for key in ("lines", "inserted", "updated", "unchanged", "rejected")
+                        },
+                    },
+                },
+            },
             "ArchiveList": {
                 "type": "object",
                 "properties": {"archives": {"type": "array", "items": {"$ref": "#/components/schemas/Archive"}}},
