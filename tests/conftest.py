@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,15 +200,36 @@ Live = tuple[str, Services]
 @pytest.fixture
 async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[Live]:
     """``(base_url, services)``: the real app, sandbox mounted, its WeChat settings pointing at itself."""
+    async with live_app(tmp_path, db_url, redis_url, clock) as running:
+        yield running
+
+
+@asynccontextmanager
+async def live_app(
+    tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, **sections: dict[str, Any]
+) -> AsyncIterator[Live]:
+    """What ``live`` yields, with more configuration (e.g. ``templates``) on top of the sandbox's."""
     async with listening() as listener:
-        base = listener.base
-        services = await _live_services(tmp_path, db_url, redis_url, clock, base)
+        services = await _live_services(tmp_path, db_url, redis_url, clock, listener.base, **sections)
         listener.serve(make_app(services))
         try:
-            yield base, services
+            yield listener.base, services
         finally:
             await listener.close()
             await services.close()
+
+
+@asynccontextmanager
+async def app_with(
+    tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, **sections: Any
+) -> AsyncIterator[tuple[str, Services]]:
+    """The app with other settings, on a socket of its own: ``(base_url, services)``."""
+    svc = await build_services(make_settings(tmp_path, db_url, redis_url, **sections), clock=clock)
+    try:
+        async with serving(make_app(svc)) as base:
+            yield base, svc
+    finally:
+        await svc.close()
 
 
 async def _live_services(

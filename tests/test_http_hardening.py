@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import make_settings
-from local_server import serving
+from conftest import app_with
 from sqlalchemy.ext.asyncio import create_async_engine
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from handlers.headers import CONTENT_SECURITY_POLICY
-from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
-from wechat_backend.services import Services, build_services
+from wechat_backend.services import Services
 
 CAP = 65536
 
@@ -46,19 +41,6 @@ async def raw_request(base: str, head: bytes, body: bytes = b"", *, timeout: flo
     finally:
         writer.close()
     return answer
-
-
-@asynccontextmanager
-async def app_with(
-    tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, **sections: Any
-) -> AsyncIterator[tuple[str, Services]]:
-    """The app with other settings, on a socket of its own: ``(base_url, services)``."""
-    svc = await build_services(make_settings(tmp_path, db_url, redis_url, **sections), clock=clock)
-    try:
-        async with serving(make_app(svc)) as base:
-            yield base, svc
-    finally:
-        await svc.close()
 
 
 # --------------------------------------------------------------------------- headers

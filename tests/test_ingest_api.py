@@ -6,23 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import make_settings
+from conftest import app_with
 from ingest_lines import archive, institution, record
-from local_server import serving
 from sqlalchemy import func, select
 
-from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.db.models import Archive, Institution, ServiceRecord
 from wechat_backend.ingest import signed
-from wechat_backend.services import Services, build_services
+from wechat_backend.services import Services
 
 URL = "/api/v1/ingest"
 GENERAL_CAP = 65536  # [limits] max_body_bytes: every other route's body cap
@@ -89,19 +86,6 @@ async def raw_request(base: str, data: bytes, *, timeout: float = 5.0) -> bytes:
 def status_and_json(answer: bytes) -> tuple[bytes, dict[str, Any]]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return head.split(b"\r\n", 1)[0], json.loads(body)
-
-
-@asynccontextmanager
-async def app_with(
-    tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, **sections: Any
-) -> AsyncIterator[tuple[str, Services]]:
-    """The app with other settings, on a socket of its own: ``(base_url, services)``."""
-    svc = await build_services(make_settings(tmp_path, db_url, redis_url, **sections), clock=clock)
-    try:
-        async with serving(make_app(svc)) as base:
-            yield base, svc
-    finally:
-        await svc.close()
 
 
 FIRST_PUSH = [institution(), archive(1), record(1), record(2, kind="diabetes_followup", diagnosis_codes=["E11"])]

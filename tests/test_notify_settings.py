@@ -15,11 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from binding.conftest import CHILD, ELDER, MOTHER_PHONE, TEEN, Resident, people, resident
-from conftest import Live, _live_services
-from local_server import listening
+from conftest import Live, live_app
 from sqlalchemy import select, update
 
-from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.db.models import Archive, DueItem, Identity, Notification, NotifyMute
 from wechat_backend.notify.kinds import CHOOSABLE, LABELS
@@ -38,14 +36,8 @@ NOT_OPEN = tuple(k for k in CHOOSABLE if k not in OPEN)
 async def live(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[Live]:
     """As tests/conftest.py's ``live``, with templates for :data:`OPEN` only."""
     templates = {k: {"template_id": f"T_{k}", "fields": FIELDS} for k in OPEN}
-    async with listening() as listener:
-        services = await _live_services(tmp_path, db_url, redis_url, clock, listener.base, templates=templates)
-        listener.serve(make_app(services))
-        try:
-            yield listener.base, services
-        finally:
-            await listener.close()
-            await services.close()
+    async with live_app(tmp_path, db_url, redis_url, clock, templates=templates) as running:
+        yield running
 
 
 async def elder_and_child(resident: Any, clock: FixedClock) -> tuple[Resident, dict[str, Any], dict[str, Any]]:

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 from binding.conftest import CHILD, ELDER, Resident, dataset, people, person, resident  # noqa: F401
-from conftest import Live, _live_services
-from local_server import listening
+from conftest import Live, live_app
 
-from wechat_backend.app import make_app
 from wechat_backend.clock import FixedClock
 from wechat_backend.notify.kinds import BINDING_ADDED, KINDS
 
@@ -41,16 +39,8 @@ async def live(
     tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock, notify_settings: dict[str, Any]
 ) -> AsyncIterator[Live]:
     """As tests/conftest.py's ``live``, with a template for every kind of push."""
-    async with listening() as listener:
-        services = await _live_services(
-            tmp_path, db_url, redis_url, clock, listener.base, templates=TEMPLATES, notify=notify_settings
-        )
-        listener.serve(make_app(services))
-        try:
-            yield listener.base, services
-        finally:
-            await listener.close()
-            await services.close()
+    async with live_app(tmp_path, db_url, redis_url, clock, templates=TEMPLATES, notify=notify_settings) as running:
+        yield running
 
 
 async def template_calls(who: Resident) -> int:
