@@ -231,3 +231,26 @@ async def test_scans_at_once_queue_each_reminder_once(resident: Any, people: Any
     clock.advance(hours=2, minutes=29)  # back at 10:00, when the reminder was queued
     assert await drain(services) == 1
     assert [m["template_id"] for m in await templates_to(elder)] == ["T_followup_due"]
+
+
+async def test_an_unbinding_or_a_mute_stops_what_is_already_queued(
+    resident: Any, people: Any, clock: Any, tmp_path: Path
+) -> None:
+    _, services = people
+    elder = await bound_elder(resident)
+    clock.advance(seconds=61)
+    daughter = await resident("女儿", unionid=True)
+    await daughter.follow_and_web_login()
+    bound = await daughter.bind(ELDER, relation="child")
+    await drain(services)  # the owner's security alert
+    await import_lines(services, tmp_path, [followup(901, TODAY)])  # a notice queued for each of them
+    async with services.sessions() as s:
+        assert len((await s.execute(select(Notification.id).where(Notification.kind == "record_added"))).all()) == 2
+
+    assert (await daughter.call("DELETE", f"/api/v1/bindings/{bound['binding_id']}")).status_code == 204
+    archive_id = (await elder.archives())[0]["id"]
+    mute = {"archives": [{"id": archive_id, "kinds": {"record_added": False}}]}
+    assert (await elder.call("PUT", "/api/v1/notify/settings", mute)).status_code == 200
+    assert await drain(services) == 0
+    assert [m["template_id"] for m in await templates_to(elder)] == ["T_binding_added"]
+    assert await templates_to(daughter) == []

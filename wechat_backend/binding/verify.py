@@ -221,6 +221,7 @@ async def _tell_owners(
             payload=payload,
             dedup_key=note.dedup_key,
             identity_id=note.identity_id,
+            lease_until=note.due_at,  # the request's own claim, until the worker may take it
         )
         for note, openid in notes
     ]

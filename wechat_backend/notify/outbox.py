@@ -36,6 +36,7 @@ from ..wechat.api import WeChatApiError, WeChatError
 from .kinds import URGENT
 from .message import client_msg_id
 from .policy import QUOTA, UNFOLLOWED, Outcome, after_failure, judge, retry_delay
+from .queue import MUTED, RECIPIENTS, recipients_from
 from .quiet import quiet_end_after
 from .quota import QuotaFlag
 
@@ -55,9 +56,11 @@ _RECIPIENTS = select(IDENTITIES.c.id, IDENTITIES.c.openid, IDENTITIES.c.subscrib
     IDENTITIES.c.id.in_(bindparam("ids", expanding=True))
 )
 _ARCHIVES = with_place().where(ARCHIVES.c.id.in_(bindparam("ids", expanding=True)))
+# Guarded by the claim: if the batch outlived its lease and another worker claimed the row since,
+# this late outcome must not overwrite that worker's.
 _RECORD = (
     update(NOTES)
-    .where(NOTES.c.id == bindparam("note"))
+    .where(NOTES.c.id == bindparam("note"), NOTES.c.status == "pending", NOTES.c.due_at == bindparam("leased"))
     .values(
         status=bindparam("new_status"),
         attempts=bindparam("tries"),
@@ -93,7 +96,9 @@ class Push:
     payload: Mapping[str, Any] | None  # None: sealed with a key no longer in the ring
     dedup_key: str = ""
     identity_id: int | None = None
-    hidden: bool = False  # the archive it is about is no longer visible to its residents
+    # No longer wanted: the archive is hidden from its residents, the person unbound it, or muted the kind.
+    hidden: bool = False
+    lease_until: dt.datetime | None = None  # the claim's lease: an outcome is recorded only while it holds
 
 
 @dataclass
@@ -232,7 +237,7 @@ class Outbox:
         claim = (
             update(NOTES)
             .where(NOTES.c.id.in_(inner.with_for_update(skip_locked=True).scalar_subquery()))
-            .values(due_at=now + self._lease)
+            .values(due_at=bindparam("lease_until"))
             .returning(
                 NOTES.c.id,
                 NOTES.c.identity_id,
@@ -243,14 +248,15 @@ class Outbox:
                 NOTES.c.attempts,
             )
         )
+        lease_until = now + self._lease
         async with self._sessions.begin() as s:
-            rows = (await s.execute(claim)).all()
+            rows = (await s.execute(claim, {"lease_until": lease_until})).all()
             if not rows:
                 return []
             ids = sorted({r.identity_id for r in rows})
             people = {p.id: p for p in (await s.execute(_RECIPIENTS, {"ids": ids})).all()}
             about = sorted({r.archive_id for r in rows if r.archive_id is not None and r.kind not in URGENT})
-            visible = await self._visible(s, about, now) if about else set()
+            allowed = await self._still_wanted(s, about, {r.kind for r in rows}, now) if about else set()
         out = []
         for r in sorted(rows, key=lambda r: r.id):
             who = people.get(r.identity_id)
@@ -263,13 +269,30 @@ class Outbox:
                     payload=self._payload(r.id, r.sealed, r.dedup_key),
                     dedup_key=r.dedup_key,
                     identity_id=r.identity_id,
-                    hidden=r.archive_id in about and r.archive_id not in visible,
+                    hidden=r.archive_id in about and (r.archive_id, r.identity_id, r.kind) not in allowed,
+                    lease_until=lease_until,
                 )
             )
         return out
 
+    async def _still_wanted(
+        self, s: AsyncSession, archive_ids: list[int], kinds: set[str], now: dt.datetime
+    ) -> set[tuple[int, int, str]]:
+        """(archive, identity, kind) that may still be pushed: the archive visible today, the
+        identity still bound to it (itself or through its unionid) and following, the kind not
+        muted since the push was queued. An unbinding or a mute stops what is already queued."""
+        visible = await self._visible(s, archive_ids, now)
+        if not visible:
+            return set()
+        ids = sorted(visible)
+        bound = (await s.execute(RECIPIENTS, {"ids": ids})).all()
+        muted = {(m.identity_id, m.archive_id, m.kind) for m in (await s.execute(MUTED, {"ids": ids})).all()}
+        return {
+            (who.archive_id, who.identity_id, kind) for kind in kinds for who in recipients_from(bound, muted, kind)
+        }
+
     async def _visible(self, s: AsyncSession, archive_ids: list[int], now: dt.datetime) -> set[int]:
-        """The archives still visible to their residents today (checked again at send time)."""
+        """The archives still visible to their residents today."""
         today = now.astimezone(self._zone).date()
         out = set()
         for row in (await s.execute(_ARCHIVES, {"ids": archive_ids})).all():
@@ -334,6 +357,7 @@ class Outbox:
                 "sent": now if t.outcome.status == "sent" else None,
                 "errcode": t.errcode,
                 "msg": t.msgid,
+                "leased": t.push.lease_until,
             }
             for t in tried
         ]
