@@ -40,12 +40,20 @@ async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
     services = await build_services(settings, with_redis=False)
     try:
-        before = await current_revision(services.engine)
         await upgrade(services.engine)
-        if before is not None and before < "0005":  # the data part of 0005 needs the keys
-            with _progress(desc="只保留可公开记录的明文日期", unit="条") as bar:
-                moved = await hide_restricted_dates(services.sessions, services.keyring, progress=bar.update)
-            print(f"已把 {moved} 条不向居民公开的记录的日期改为仅密文保存")
+        # The data part of 0005 needs the keys: run until it has finished once.
+        with _progress(desc="核对不向居民公开的记录的日期", unit="条", leave=False) as bar:
+            done = await hide_restricted_dates(services.sessions, services.keyring, progress=bar.update)
+        if done is not None:
+            moved, unreadable = done
+            if moved:
+                print(f"已把 {moved} 条不向居民公开的记录的日期改为仅密文保存")
+            if unreadable:
+                print(
+                    f"！有 {unreadable} 条记录无法解密（密钥已不在 [security] keys 中），其日期未处理；"
+                    "补回密钥后请再运行 wechat-backend db upgrade",
+                    file=sys.stderr,
+                )
         print(f"数据库已是最新结构（版本 {await current_revision(services.engine)}）")
     finally:
         await services.close()

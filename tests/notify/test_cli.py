@@ -206,3 +206,14 @@ async def test_due_items_are_kept_from_normal_records_only(services: Any, tmp_pa
         clear = dict((await s.execute(select(ServiceRecord.upstream_id, ServiceRecord.date))).all())
     assert items == [("arc-1", "followup_due", dt.date(2026, 6, 1)), ("arc-2", "child_check_due", dt.date(2027, 1, 1))]
     assert clear == {"rec-1": dt.date(2026, 3, 1), "rec-2": None}
+
+
+async def test_a_follow_up_corrected_to_restricted_closes_its_reminder(services: Any, tmp_path: Path) -> None:
+    first = [institution(), archive(1), record(1, 1, date="2026-11-20", next_due_date="2027-02-20")]
+    await services.ingest.import_file(write(tmp_path / "a.jsonl", first))
+    corrected = record(1, 1, version=2, date="2026-11-20", next_due_date="2027-02-20", diagnosis_codes=["I10", "F20.0"])
+    report = await services.ingest.import_file(write(tmp_path / "b.jsonl", [corrected]))
+    assert report.updated == 1
+    async with services.sessions() as s:
+        assert (await s.execute(select(DueItem.kind))).all() == []
+        assert await s.scalar(select(ServiceRecord.date)) is None  # and its dates are sealed only

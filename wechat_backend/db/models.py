@@ -271,6 +271,16 @@ class NotifyMute(Base):
     kind: Mapped[str] = mapped_column(String(20))
 
 
+class DataStep(Base):
+    """A data migration that needs the keys (which migrations do not hold), done by ``db upgrade``
+    after the schema: present once it finished for every row."""
+
+    __tablename__ = "data_steps"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    done_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class DueScan(Base):
     """One row per day the due scan ran (or runs): the worker that inserts it runs the day's scan."""
 
@@ -357,6 +367,7 @@ __all__ = [
     "Binding",
     "Consent",
     "County",
+    "DataStep",
     "DueItem",
     "DueScan",
     "Feedback",

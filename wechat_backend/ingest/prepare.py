@@ -50,6 +50,9 @@ class RecordMeta(NamedTuple):
     announce: bool = False
     due: Due | None = None
     public_id: str = ""
+    # A record not labelled N (e.g. a follow-up corrected to carry a psychiatric code) closes the
+    # reminder its kind would set: no reminder stays tied to a record a resident may not see.
+    closes: str | None = None
 
 
 @dataclass
@@ -121,14 +124,16 @@ class Preparer:
                 out.archives.append((no, meta, self._archive_row(line, now)))
             else:
                 row, normal = self._record_row(line, now)
+                due = due_from_record(line.kind, line.date, line.next_due_date, line.payload)
                 meta = RecordMeta(
                     line.upstream_id,
                     line.version,
                     line.archive_upstream_id,
                     line.date,
                     normal and line.kind in ANNOUNCED_RECORDS,
-                    due_from_record(line.kind, line.date, line.next_due_date, line.payload) if normal else None,
+                    due if normal else None,
                     row["public_id"],
+                    due[0] if due is not None and not normal else None,
                 )
                 out.records.append((no, meta, row))
                 out.count_unknown(line.kind, line.payload)

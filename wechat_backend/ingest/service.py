@@ -356,9 +356,9 @@ class IngestService:
                 row["archive_id"] = archive_id
                 ok.append((no, x, row))
         winners, new = await self._upsert_newer(s, ServiceRecord, ok, counts)
-        await apply_changes(
-            s, (ItemChange(row["archive_id"], x.due[0], x.due[1], x.date) for _, x, row in winners if x.due)
-        )
+        changes = [ItemChange(row["archive_id"], x.due[0], x.due[1], x.date) for _, x, row in winners if x.due]
+        changes += [ItemChange(row["archive_id"], x.closes, None, x.date) for _, x, row in winners if x.closes]
+        await apply_changes(s, changes)
         if self._queuer is not None:
             await self._announce(s, [(x, row) for _, x, row in winners if x.upstream_id in new and x.announce])
 

@@ -3,12 +3,13 @@
 Before 0005 every record had ``date`` and ``next_due_date`` in clear, and its sealed part had no
 dates. For each record whose label is not N, the dates go into the sealed part (re-sealed under the
 active key) and the clear columns are emptied. Records labelled N are left as they are. Run by
-``wechat-backend db upgrade`` when it crosses 0005; safe to run again (a record already moved has
-no clear date and is skipped).
+``wechat-backend db upgrade`` until it has finished once with every record readable (then
+``data_steps`` says so); safe to run again (a record already moved has no clear date).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,8 +18,10 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..crypto import KeyRing
-from ..db.models import ServiceRecord
+from ..db.models import DataStep, ServiceRecord
 from .views import is_normal
+
+STEP = "0005_restricted_dates"
 
 RECORDS = ServiceRecord.__table__
 BATCH = 1000
@@ -49,22 +52,35 @@ def moved(keys: KeyRing, row: Any) -> bytes | None:
 
 async def hide_restricted_dates(
     sessions: async_sessionmaker[AsyncSession], keys: KeyRing, *, progress: Callable[[int], None] | None = None
-) -> int:
-    """Move the dates of every restricted record into its sealed part; returns how many moved."""
-    after, total = 0, 0
+) -> tuple[int, int] | None:
+    """Move the dates of every restricted record into its sealed part: (moved, unreadable), or None
+    when the step had already finished. A record that cannot be decrypted (its key is no longer in
+    the ring) is counted and left; the step is then not marked done, so the next run tries again."""
+    async with sessions() as s:
+        if await s.get(DataStep, STEP) is not None:
+            return None
+    after, moved_n, unreadable = 0, 0, 0
     while True:
         async with sessions.begin() as s:
             rows = (await s.execute(_PAGE, {"after": after})).all()
             if not rows:
-                return total
+                break
             changes = []
             for row in rows:
-                sealed = moved(keys, row)
+                try:
+                    sealed = moved(keys, row)
+                except Exception:  # a retired key: say how many, never which or what
+                    unreadable += 1
+                    continue
                 if sealed is not None:
                     changes.append({"rid": row.id, "new_sealed": sealed, "kid": keys.active_key})
             if changes:
                 await s.execute(_MOVE, changes)
-            total += len(changes)
+            moved_n += len(changes)
             after = rows[-1].id
         if progress:
             progress(len(rows))
+    if not unreadable:
+        async with sessions.begin() as s:
+            s.add(DataStep(name=STEP, done_at=dt.datetime.now(dt.UTC)))
+    return moved_n, unreadable

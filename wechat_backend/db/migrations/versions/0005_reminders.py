@@ -6,8 +6,9 @@ kinds a person turned off for an archive) and ``due_scans`` (one row per day the
 ``service_records.date`` nullable: a record not labelled N keeps its dates sealed only.
 
 The data part needs the keys, which a migration does not hold: ``wechat-backend db upgrade`` runs
-it right after this revision (``records.dates.hide_restricted_dates``): every record whose label is
-not N gets its dates sealed into the row and cleared from the clear columns.
+it after the schema (``records.dates.hide_restricted_dates``) until it has finished once, which
+``data_steps`` records: every record whose label is not N gets its dates sealed into the row and
+cleared from the clear columns.
 
 Revision ID: 0005
 Revises: 0004
@@ -72,6 +73,12 @@ def upgrade() -> None:
     op.create_index(op.f("ix_notify_mutes_archive_id"), "notify_mutes", ["archive_id"])
 
     op.create_table(
+        "data_steps",
+        sa.Column("name", sa.String(length=40), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_data_steps")),
+    )
+    op.create_table(
         "due_scans",
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
@@ -83,6 +90,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("due_scans")
+    op.drop_table("data_steps")
     op.drop_index(op.f("ix_notify_mutes_archive_id"), table_name="notify_mutes")
     op.drop_table("notify_mutes")
     op.drop_index(op.f("ix_due_items_due_on"), table_name="due_items")
