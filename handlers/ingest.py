@@ -92,7 +92,11 @@ class IngestHandler(BaseHandler):
         body, self._body = self._body, None  # ours now: a dropped connection must not close it mid-import
         with body:
             body.seek(0)
-            report = await self.services.ingest.import_objects(body, statuses=True)
+            try:
+                report = await self.services.ingest.import_objects(body, statuses=True)
+            except BaseException:  # not imported (database down…): the same request may be sent again
+                await signed.release_signature(self.services.redis, self.services.settings, signature)
+                raise
         log.info("ingest request_id=%s %s", self.request_id, signed.counts(report))  # counts only
         self.set_header("Cache-Control", "no-store")
         self.finish(signed.answer(report))

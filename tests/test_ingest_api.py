@@ -287,6 +287,23 @@ async def test_no_headers_at_all_is_401(base_url: str, services: Services) -> No
     assert await stored(services) == (0, 0, 0)
 
 
+async def test_a_request_whose_import_failed_may_be_sent_again(
+    base_url: str, services: Services, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = jsonl([institution(), archive(1)])
+    headers = headers_for(key_of(services), body, int(clock.now().timestamp()))
+
+    async def database_down(*args: Any, **kw: Any) -> Any:
+        raise ConnectionRefusedError("the database is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services.ingest, "import_objects", database_down)
+        assert (await post(base_url, body, headers)).status_code == 500
+    assert await stored(services) == (0, 0, 0)
+    again = await post(base_url, body, headers)  # the upstream retries the very same request
+    assert statuses(again) == {1: "inserted", 2: "inserted"}
+
+
 async def test_a_replayed_request_is_409_and_not_imported_again(
     base_url: str, services: Services, clock: FixedClock
 ) -> None:
@@ -322,7 +339,9 @@ SMALL_CAP = 4096
 
 @pytest.fixture
 async def small(tmp_path: Path, db_url: str, redis_url: str, clock: FixedClock) -> AsyncIterator[tuple[str, Services]]:
-    async with app_with(tmp_path, db_url, redis_url, clock, ingest={"max_request_bytes": SMALL_CAP}) as app:
+    async with app_with(
+        tmp_path, db_url, redis_url, clock, ingest={"max_request_bytes": SMALL_CAP, "max_line_bytes": SMALL_CAP}
+    ) as app:
         yield app
 
 

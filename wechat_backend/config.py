@@ -514,6 +514,22 @@ def _check_wechat(s: Settings) -> None:
 _HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
 
 
+TEMPLATE_VALUES = frozenset({"kind", "date", "institution", "name"})  # what notify/message.py fills in
+
+
+def _check_templates(t: TemplatesSettings) -> None:
+    for spec_field in dataclasses.fields(t):
+        spec = getattr(t, spec_field.name)
+        if spec.template_id and not spec.fields:
+            raise ConfigError(f"[templates.{spec_field.name}] 填了 template_id，还需要 fields（模板字段名 = 取值）")
+        for name, source in spec.fields.items():
+            if source not in TEMPLATE_VALUES:
+                raise ConfigError(
+                    f"[templates.{spec_field.name}] fields.{name} = {source!r} 无效，可选："
+                    + "、".join(sorted(TEMPLATE_VALUES))
+                )
+
+
 def _check_notify(n: NotifySettings) -> None:
     for key in ("quiet_start", "quiet_end", "scan_at"):
         if not _HH_MM.fullmatch(getattr(n, key)):
@@ -523,7 +539,7 @@ def _check_notify(n: NotifySettings) -> None:
     except (ValueError, KeyError):
         raise ConfigError(f"[notify] timezone = {n.timezone!r} 不是有效的时区名（例如 Asia/Shanghai）") from None
     for key, low, high in (
-        ("lead_days", 0, 60),
+        ("lead_days", 1, 60),
         ("concurrency", 1, 256),
         ("batch_size", 1, 10_000),
         ("max_attempts", 1, 100),
@@ -600,6 +616,9 @@ def load_settings(
     _check_wechat(settings)
     _check_security(settings)
     _check_notify(settings.notify)
+    _check_templates(settings.templates)
+    if settings.ingest.max_request_bytes < settings.ingest.max_line_bytes:
+        raise ConfigError("[ingest] max_request_bytes 不能小于 max_line_bytes")
     return settings
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..clock import LOCAL_ZONE
 from ..config import Settings
 from ..notify.kinds import BINDING_ADDED
 from ..notify.message import fit
@@ -29,7 +30,7 @@ def binding_added_sender(settings: Settings, api: WeChatApi, now: Callable[[], d
     async def send(openid: str, payload: Mapping[str, Any], msg_id: str) -> int | None:
         relation = RELATION_LABELS.get(str(payload.get("relation")), "家人")
         if spec.template_id:
-            day = now().date()
+            day = now().astimezone(LOCAL_ZONE).date()  # the date as the owner reads it, in China
             values = {"kind": f"家人绑定（{relation}）", "date": f"{day.year}年{day.month}月{day.day}日"}
             data = {field: fit(values.get(source, "")) for field, source in spec.fields.items()}
             return await api.send_template(openid, spec.template_id, data, url=home, client_msg_id=msg_id)

@@ -151,6 +151,18 @@ async def claim_signature(redis: RedisHandle | None, settings: Settings, signatu
         raise Conflict("该请求已处理过（签名重复）：如需再次发送，请用当前时间重新签名")
 
 
+async def release_signature(redis: RedisHandle | None, settings: Settings, signature: str) -> None:
+    """Forget a signature whose import failed, so the upstream's retry of the same request is taken
+    (best effort: if Redis is gone too, the retry is refused and must be signed again)."""
+    if redis is None:
+        return
+    try:
+        async with asyncio.timeout(REDIS_TIMEOUT):
+            await redis.client.delete(seen_key(settings, signature))
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("ingest signature not released (%s)", type(exc).__name__)
+
+
 def answer(report: ImportReport) -> dict[str, Any]:
     """The response: each non-blank line's outcome in line order (a rejected one with its reason),
     then the totals."""
