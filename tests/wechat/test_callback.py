@@ -43,15 +43,10 @@ from wechat_backend.db.models import Archive, Binding, DueItem, Notification
 from wechat_backend.errors import BadInput, Forbidden, TooLarge
 from wechat_backend.services import Services
 from wechat_backend.wechat import replies
-from wechat_backend.wechat.callback import (
-    CONTACT_TTL,
-    PLAINTEXT_REFUSED_TTL,
-    CallbackService,
-    contact_key,
-    dedup_id,
-    dedup_key,
-    plaintext_refused_key,
-)
+from wechat_backend.wechat.callback import PLAINTEXT_REFUSED_TTL, CallbackService, plaintext_refused_key
+from wechat_backend.wechat.contact import CONTACT_TTL, contact_key
+from wechat_backend.wechat.dedupe import dedup_key
+from wechat_backend.wechat.inbound import dedup_id
 from wechat_backend.wechat.xml_guard import declares_markup
 
 HOME = "https://jkda.example.cn/r/home"

@@ -38,35 +38,29 @@ Work that takes longer than :data:`REPLY_BUDGET` seconds answers ``success`` at 
 the background, replying by customer-service message. Without Redis the callback still answers,
 only without dedupe and with the contact read from the database. Redis may lose everything at any
 moment: the database is the truth, the cache only spares it.
+
+The parts: :mod:`.envelope` (signature, AES envelope), :mod:`.inbound` (fields to a wechatpy message),
+:mod:`.dedupe` (the retries' keys in Redis), :mod:`.contact` (whom a follower can call).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
-import secrets
-import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from wechatpy.events import EVENT_TYPES
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
+from wechatpy.messages import BaseMessage
 from wechatpy.replies import TextReply
-from wechatpy.utils import check_signature
 
 from ..clock import Clock
 from ..config import Settings
 from ..crypto import KeyRing
-from ..db.models import Identity, Institution
 from ..errors import BadInput, Forbidden
 from ..identities import IdentityService
 from ..notify.kinds import DUE_KINDS
@@ -74,9 +68,12 @@ from ..notify.outbox import skip_pending_of
 from ..notify.upcoming import upcoming_for
 from ..redis_client import key
 from . import replies
+from .contact import CONTACT_TTL, contact_key, find_contact, find_institution
+from .dedupe import LINE, DedupeStore, best_effort
+from .envelope import check_signed, open_sealed, plaintext_half, seal
+from .inbound import Label, dedup_id, to_message
 from .message_crypto import message_crypto
 from .replies import Contact
-from .script_batch import ScriptBatch
 from .xml_guard import check_size, parse_flat
 
 log = logging.getLogger("wechat_backend.wechat.callback")
@@ -84,46 +81,14 @@ log = logging.getLogger("wechat_backend.wechat.callback")
 SendCustom = Callable[[str, str], Awaitable[None]]
 """Sends a customer-service text: ``(openid, text)``; the platform client provides it."""
 
-TIMESTAMP_WINDOW = 300  # seconds either side of our clock
 REPLY_BUDGET = 4.0  # seconds from arrival to reply, inside WeChat's 5
-REDIS_TIMEOUT = 0.5  # one Redis call may not eat the budget
-DEDUP_TTL = 300  # WeChat's three tries span about 15 s
 PLAINTEXT_REFUSED_TTL = 7 * 24 * 3600  # how long `check` keeps warning after the last refusal
-CONTACT_TTL = 3600  # bounds how long an institution's changed phone goes unseen
-POLL_INTERVAL = 0.05
 SUCCESS = "success"
 XML_TYPE = "application/xml; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 
-_PENDING, _DONE = "P", "R"
-_FAILED = object()
 _SCENE_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
-_LOG_UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
 _OTHER_MESSAGES = ("image", "voice", "video", "shortvideo", "location", "link")
-_DECRYPT_ERRORS = (ValueError, TypeError, IndexError, struct.error)
-# Stands for the contact line in a rendered reply until the script splices in the cached one;
-# XML cannot carry NUL, so nothing parsed from a push can contain it.
-_LINE = "\x00contact\x00"
-
-# Claim a message's dedupe key (KEYS[1]) and, when the reply is known, store it in the same step.
-# With KEYS[2] the reply names the follower's contact line cached there: ARGV[2] .. line .. ARGV[3].
-# One string back (cheaper to read than an array): "C" + the stored value (claimed, reply stored),
-# "M" (claimed, no cached line: the caller works it out and stores it) or "D" + what the first
-# delivery stored, if anything (a retry).
-_REPLY_SCRIPT = """
-local line = ''
-if KEYS[2] then
-  line = redis.call('GET', KEYS[2])
-  if not line then
-    if redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then return 'M' end
-    return 'D' .. (redis.call('GET', KEYS[1]) or '')
-  end
-end
-local reply = 'R' .. ARGV[2] .. line .. ARGV[3]
-if redis.call('SET', KEYS[1], reply, 'NX', 'EX', ARGV[1]) then return 'C' .. reply end
-return 'D' .. (redis.call('GET', KEYS[1]) or '')
-"""
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -134,49 +99,10 @@ class CallbackReply:
     content_type: str
 
 
-def dedup_key(settings: Settings, dedup_id: str) -> str:
-    """``{prefix}:wechat:dedup:<id>``: one key per delivered message or event."""
-    return key(settings, "wechat", "dedup", dedup_id)
-
-
 def plaintext_refused_key(settings: Settings) -> str:
     """``{prefix}:wechat:plaintext_refused``: when (unix seconds) a signed plaintext push was last
     refused while a key is configured; ``wechat-backend check`` warns while it exists."""
     return key(settings, "wechat", "plaintext_refused")
-
-
-def dedup_id(fields: Mapping[str, str]) -> str:
-    """Messages by MsgId (and sender); events by FromUserName + CreateTime + Event (+ EventKey, so
-    two menu clicks in one second stay two). Hashed: no openid in a Redis key."""
-    sender = fields.get("FromUserName", "")
-    if msg_id := fields.get("MsgId"):
-        raw = f"m|{msg_id}|{sender}"
-    else:
-        raw = f"e|{sender}|{fields.get('CreateTime', '')}|{fields.get('Event', '')}|{fields.get('EventKey', '')}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def contact_key(settings: Settings, openid: str) -> str:
-    """``{prefix}:wechat:contact:<hashed openid>``: the follower's contact line as replies print it."""
-    return key(settings, "wechat", "contact", hashlib.sha256(f"oa|{openid}".encode()).hexdigest()[:32])
-
-
-async def find_institution(s: AsyncSession, code: str) -> Contact | None:
-    """The institution's name and consultation phone, or None when the code is unknown."""
-    row = (await s.execute(select(Institution.name, Institution.consult_phone).where(Institution.code == code))).first()
-    return Contact(row.name, row.consult_phone) if row else None
-
-
-async def find_contact(s: AsyncSession, openid: str) -> Contact:
-    """The institution a follower came through (first QR scene), in one query; empty if none."""
-    row = (
-        await s.execute(
-            select(Institution.name, Institution.consult_phone)
-            .join(Identity, Identity.scene_institution_code == Institution.code)
-            .where(Identity.channel == "oa", Identity.openid == openid)
-        )
-    ).first()
-    return Contact(row.name, row.consult_phone) if row else Contact()
 
 
 # Messages answered with a text that needs no I/O but the contact line: (MsgType, Event) -> menu key.
@@ -216,7 +142,7 @@ class CallbackService:
         self._keys = keyring or KeyRing.from_settings(settings.security)
         self._sessions = sessions
         self._redis = redis
-        self._reply_script = ScriptBatch(redis, _REPLY_SCRIPT, REDIS_TIMEOUT) if redis is not None else None
+        self._dedupe = DedupeStore(settings, redis)
         self._identities = identities
         self._clock = clock
         self._send_custom = send_custom
@@ -239,7 +165,7 @@ class CallbackService:
 
     def echo(self, query: Mapping[str, str]) -> str:
         """GET URL check: ``echostr`` comes back unchanged once ``signature`` holds (all modes)."""
-        self._check_signature(query)
+        check_signed(self._wechat.token, query, self._clock)
         echostr = query.get("echostr", "")
         if not echostr:
             raise BadInput("echostr")
@@ -249,43 +175,30 @@ class CallbackService:
         """A pushed message or event: checked, decrypted, answered once, within the budget."""
         deadline = asyncio.get_running_loop().time() + self._budget
         check_size(body, self._max_body)
-        self._check_signature(query)
+        check_signed(self._wechat.token, query, self._clock)
         aes = query.get("encrypt_type", "").lower() == "aes"  # safe and compatible modes
-        sealed = aes and self._crypto is not None
+        sealed = self._crypto if aes else None  # the envelope to open and the reply to seal
         if self._crypto is not None and not aes:
             await self._refuse_plaintext()
-        if sealed and not query.get("msg_signature"):
+        if sealed is not None and not query.get("msg_signature"):
             raise Forbidden()
         fields = parse_flat(body, self._max_body)
-        if sealed:
-            fields = self._decrypt(query, fields)  # compatible mode: the plaintext fields are dropped
+        if sealed is not None:
+            fields = open_sealed(sealed, query, fields, self._max_body)  # compatible mode: plaintext dropped
         elif aes:
-            fields = _plaintext_half(fields)
-        inner = await self._reply_once(_message(fields), fields, deadline)
+            fields = plaintext_half(fields)
+        inner = await self._reply_once(to_message(fields), fields, deadline)
         if not inner:
             return CallbackReply(SUCCESS, TEXT_TYPE)
-        return CallbackReply(self._seal(inner) if sealed else inner, XML_TYPE)
+        return CallbackReply(inner if sealed is None else seal(sealed, inner, self._clock), XML_TYPE)
 
     async def drain(self) -> None:
         """Wait for background continuations and Redis calls in flight (shutdown, tests)."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._reply_script is not None:
-            await self._reply_script.drain()
+        await self._dedupe.drain()
 
     # ------------------------------------------------------------------ checks
-
-    def _check_signature(self, query: Mapping[str, str]) -> None:
-        signature, timestamp, nonce = (query.get(k, "") for k in ("signature", "timestamp", "nonce"))
-        well_formed = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
-        if not (signature and nonce and well_formed and self._wechat.token):
-            raise Forbidden()
-        try:
-            check_signature(self._wechat.token, signature, timestamp, nonce)
-        except InvalidSignatureException:
-            raise Forbidden() from None
-        if abs(self._clock.time() - int(timestamp)) > TIMESTAMP_WINDOW:
-            raise Forbidden()
 
     async def _refuse_plaintext(self) -> NoReturn:
         """A signed plaintext push while a key is configured: 403, logged and marked for ``check``.
@@ -298,52 +211,32 @@ class CallbackService:
         if self._redis is not None:
             mark = plaintext_refused_key(self._settings)
             now = int(self._clock.time())
-            await self._redis_call(
+            await best_effort(
                 "a plaintext push", self._redis.set, mark, now, ex=PLAINTEXT_REFUSED_TTL, purpose="plaintext marker"
             )
         raise Forbidden()
-
-    def _decrypt(self, query: Mapping[str, str], fields: dict[str, str]) -> dict[str, str]:
-        encrypt = fields.get("Encrypt")
-        if not encrypt:
-            raise BadInput("Encrypt")
-        assert self._crypto is not None  # handle() refused safe mode without a key
-        try:
-            # A dict, so wechatpy never parses the outer body itself; it checks msg_signature and appid.
-            inner = self._crypto.decrypt_message(
-                {"Encrypt": encrypt}, query["msg_signature"], query["timestamp"], query["nonce"]
-            )
-        except (InvalidSignatureException, InvalidAppIdException):
-            raise Forbidden() from None
-        except _DECRYPT_ERRORS:
-            raise BadInput("Encrypt") from None
-        return parse_flat(inner, self._max_body)
-
-    def _seal(self, inner: str) -> str:
-        """The safe-mode envelope, with our own nonce (nothing from the request is echoed)."""
-        assert self._crypto is not None  # a safe-mode request got this far, so there is a key
-        nonce = str(secrets.randbelow(10**10))
-        return self._crypto.encrypt_message(inner, nonce, str(int(self._clock.time())))
 
     # ------------------------------------------------------------------ once, within the budget
 
     async def _reply_once(self, message: BaseMessage, fields: Mapping[str, str], deadline: float) -> str:
         """The inner reply XML ('' for ``success``), computed once per message."""
         did = dedup_id(fields)
-        label = _Label(fields, did)
+        label = Label(fields, did)
         answer = _ANSWERS.get((message.type, getattr(message, "event", "") or ""))
         menu_key = answer(message) if answer else None
         personal = menu_key == replies.FOLLOWUP  # the person's own dates: from the database, every time
-        if menu_key is not None and not personal and self._reply_script is not None:
+        if menu_key is not None and not personal and self._redis is not None:
             claimed, stored = await self._answer_once(message, menu_key, did, label)
             if claimed and stored is not None:
                 self.counts["processed"] += 1
                 return stored
         else:
-            claimed, stored = await self._claim(did, label), None
-        if claimed is False:
+            claimed, stored = await self._dedupe.claim(did, label), None
+        if claimed is None:
+            self.counts["no_dedupe"] += 1
+        elif claimed is False:
             self.counts["retried"] += 1
-            return await self._stored_reply(did, label, deadline, stored)
+            return await self._dedupe.stored_reply(did, label, deadline, stored)
         self.counts["processed"] += 1
         if personal:
             work = self._upcoming(message.source)
@@ -354,47 +247,23 @@ class CallbackService:
         return await self._within_budget(work, message, did, label, claimed, deadline)
 
     async def _answer_once(
-        self, message: BaseMessage, menu_key: str, did: str, label: _Label
+        self, message: BaseMessage, menu_key: str, did: str, label: Label
     ) -> tuple[bool | None, str | None]:
-        """One round trip: ``(True, reply)`` claimed and stored; ``(True, None)`` claimed, but the
-        contact line is not cached; ``(False, stored)`` a retry; ``(None, None)`` no dedupe."""
-        assert self._reply_script is not None
-        keys = [dedup_key(self._settings, did)]
+        """The answer rendered and stored in one round trip, the cached contact line spliced in
+        (see :meth:`.DedupeStore.answer_once`)."""
+        ckey: str | None = None
         line: Contact | str = Contact()
         if replies.needs_contact(menu_key):
-            keys.append(contact_key(self._settings, message.source))
-            line = _LINE
-        head, _, tail = self._render(message, replies.answer(menu_key, self._home_url, line)).partition(_LINE)
-        try:
-            result = await self._reply_script.call(keys, [DEDUP_TTL, head, tail])
-        except _REDIS_ERRORS as exc:
-            _redis_failed(label, exc)
-            self.counts["no_dedupe"] += 1
-            return None, None
-        result = result.decode("utf-8") if isinstance(result, bytes) else result
-        state, value = result[:1], result[1:]
-        if state == "C":
-            return True, value[len(_DONE) :]
-        return (True, None) if state == "M" else (False, value or None)
-
-    async def _claim(self, did: str, label: _Label) -> bool | None:
-        """True: ours to process; False: a retry; None: no dedupe (no Redis, or it failed)."""
-        if self._redis is None:
-            self.counts["no_dedupe"] += 1
-            return None
-        dkey = dedup_key(self._settings, did)
-        ok = await self._redis_call(label, self._redis.set, dkey, _PENDING, nx=True, ex=DEDUP_TTL)
-        if ok is _FAILED:
-            self.counts["no_dedupe"] += 1
-            return None
-        return bool(ok)  # SET NX answers None when the key exists
+            ckey, line = contact_key(self._settings, message.source), LINE
+        reply = self._render(message, replies.answer(menu_key, self._home_url, line))
+        return await self._dedupe.answer_once(did, label, reply, ckey)
 
     async def _within_budget(
         self,
         work: Coroutine[Any, Any, str | None],
         message: BaseMessage,
         did: str,
-        label: _Label,
+        label: Label,
         claimed: bool | None,
         deadline: float,
     ) -> str:
@@ -408,50 +277,23 @@ class CallbackService:
             self._continue_in_background(task, message.source, label)
             text = None
         elif task.exception() is not None:
-            if claimed and self._redis is not None:
-                await self._redis_call(label, self._redis.delete, dedup_key(self._settings, did))
+            if claimed:
+                await self._dedupe.forget(did, label)
             raise task.exception()  # type: ignore[misc]
         else:
             text = task.result()
         inner = self._render(message, text) if text else ""
-        if claimed and self._redis is not None:
-            await self._redis_call(label, self._redis.set, dedup_key(self._settings, did), _DONE + inner, ex=DEDUP_TTL)
+        if claimed:
+            await self._dedupe.keep(did, label, inner)
         return inner
 
-    async def _stored_reply(self, did: str, label: _Label, deadline: float, value: str | None) -> str:
-        """The first delivery's reply (``value`` when already read); while it is still being worked
-        out, wait within the budget."""
-        assert self._redis is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            if value is None:
-                got = await self._redis_call(label, self._redis.get, dedup_key(self._settings, did))
-                value = got.decode("utf-8") if isinstance(got, bytes) else ""  # also _FAILED
-            if value.startswith(_DONE):
-                return value[len(_DONE) :]
-            if not value or loop.time() + POLL_INTERVAL > deadline:
-                return ""
-            await asyncio.sleep(POLL_INTERVAL)
-            value = None
-
-    async def _redis_call(
-        self, label: object, call: Callable[..., Awaitable[Any]], *args: Any, purpose: str = "dedupe", **kw: Any
-    ) -> Any:
-        """One Redis call, bounded in time; failures are logged (no personal data) and give _FAILED."""
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT):  # no task per call, unlike wait_for
-                return await call(*args, **kw)
-        except _REDIS_ERRORS as exc:
-            _redis_failed(label, exc, purpose)
-            return _FAILED
-
-    def _continue_in_background(self, task: asyncio.Future[str | None], openid: str, label: _Label) -> None:
+    def _continue_in_background(self, task: asyncio.Future[str | None], openid: str, label: Label) -> None:
         self.counts["background"] += 1
         later = asyncio.create_task(self._finish_later(task, openid, label))
         self._background.add(later)
         later.add_done_callback(self._background.discard)
 
-    async def _finish_later(self, task: asyncio.Future[str | None], openid: str, label: _Label) -> None:
+    async def _finish_later(self, task: asyncio.Future[str | None], openid: str, label: Label) -> None:
         try:
             text = await task
         except Exception as exc:
@@ -500,7 +342,7 @@ class CallbackService:
             contact = await self._contact(openid)
         if self._redis is not None:
             ckey, line = contact_key(self._settings, openid), replies.contact_line(contact)
-            await self._redis_call("a follow", self._redis.set, ckey, line, ex=CONTACT_TTL, purpose="contact cache")
+            await best_effort("a follow", self._redis.set, ckey, line, ex=CONTACT_TTL, purpose="contact cache")
         return replies.welcome(self._home_url, found.institution if found else None)
 
     async def _on_unsubscribe(self, message: Any) -> None:
@@ -524,7 +366,7 @@ class CallbackService:
             quiet=(notify.quiet_start, notify.quiet_end),
         )
 
-    async def _answer(self, menu_key: str, openid: str, label: _Label, *, cache: bool) -> str:
+    async def _answer(self, menu_key: str, openid: str, label: Label, *, cache: bool) -> str:
         """The answer when the contact line is not cached (or Redis is not there): from the database."""
         if not replies.needs_contact(menu_key):
             return replies.answer(menu_key, self._home_url, Contact())
@@ -532,7 +374,7 @@ class CallbackService:
         if cache and self._redis is not None:
             # NX: a follow that wrote the line meanwhile knows better than our earlier read.
             ckey = contact_key(self._settings, openid)
-            await self._redis_call(label, self._redis.set, ckey, line, nx=True, ex=CONTACT_TTL, purpose="contact cache")
+            await best_effort(label, self._redis.set, ckey, line, nx=True, ex=CONTACT_TTL, purpose="contact cache")
         return replies.answer(menu_key, self._home_url, line)
 
     async def _contact(self, openid: str) -> Contact:
@@ -541,55 +383,3 @@ class CallbackService:
         async with self._sessions() as s:
             found = await find_contact(s, openid)
         return found if found.phone else self._city
-
-
-def _redis_failed(label: object, exc: BaseException, purpose: str = "dedupe") -> None:
-    log.warning("wechat %s unavailable (%s) for %s: answering without it", purpose, type(exc).__name__, label)
-
-
-class _Label:
-    """How a message is named in the log: types and a hash prefix, no personal data. Built lazily."""
-
-    __slots__ = ("_did", "_fields")
-
-    def __init__(self, fields: Mapping[str, str], did: str) -> None:
-        self._fields, self._did = fields, did
-
-    def __str__(self) -> str:
-        msg_type, event = self._fields.get("MsgType", ""), self._fields.get("Event", "-")
-        return f"{_word(msg_type)}/{_word(event)} ref={self._did[:8]}"
-
-
-def _word(value: str) -> str:
-    """A MsgType or Event as it may appear in a log line."""
-    return _LOG_UNSAFE.sub("?", value)[:32]
-
-
-def _plaintext_half(fields: dict[str, str]) -> dict[str, str]:
-    """No key configured yet, and the platform already in compatible mode (the step before safe
-    mode that the README prescribes): the body's plaintext fields, trusted as in plaintext mode, and
-    a plaintext reply, which compatible mode accepts. A safe-mode body has none: refused."""
-    plain = {k: v for k, v in fields.items() if k != "Encrypt"}
-    if not plain.get("MsgType"):
-        raise Forbidden()
-    return plain
-
-
-def _message(fields: dict[str, str]) -> BaseMessage:
-    """wechatpy's message object from fields that passed the guard, picked as ``parse_message`` does."""
-    for name in ("MsgType", "FromUserName"):
-        if not fields.get(name):
-            raise BadInput(name)
-    created = fields.get("CreateTime", "")
-    if not (created.isascii() and created.isdigit()):
-        raise BadInput("CreateTime")
-    msg_type = fields["MsgType"].lower()
-    if msg_type != "event":
-        return MESSAGE_TYPES.get(msg_type, UnknownMessage)(fields)
-    event, event_key = fields.get("Event", "").lower(), fields.get("EventKey", "")
-    if event == "subscribe" and event_key.startswith(("scanbarcode|", "scanimage|")):
-        event = "subscribe_scan_product"
-    elif event == "subscribe" and event_key.startswith("qrscene_"):
-        event = "subscribe_scan"
-        fields = {**fields, "EventKey": event_key[len("qrscene_") :]}
-    return EVENT_TYPES.get(event, UnknownMessage)(fields)
