@@ -168,7 +168,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         records=RecordsService(sessions, keyring, settings.privacy, clock),
         outbox=outbox,
         queuer=queuer,
-        due_scan=DueScanner(sessions, queuer, settings.notify, clock),
+        due_scan=DueScanner(sessions, queuer, settings.notify, clock, keyring),
         notify_prefs=NotifyPrefs(sessions, keyring, settings, clock),
         audit_chain=AuditChain(sessions, keyring, settings.security, settings.data_dir, clock),
     )

@@ -217,3 +217,28 @@ async def test_a_follow_up_corrected_to_restricted_closes_its_reminder(services:
     async with services.sessions() as s:
         assert (await s.execute(select(DueItem.kind))).all() == []
         assert await s.scalar(select(ServiceRecord.date)) is None  # and its dates are sealed only
+
+
+async def test_a_passed_child_check_moves_to_the_next_age_and_a_passed_exam_a_year_on(
+    services: Any, tmp_path: Path
+) -> None:
+    lines = [
+        institution(),
+        archive(1),  # 71 years old
+        archive(2, name="王小明", birth_date="2026-10-01", id_number=None, programmes=["child"]),
+        record(1, 1, kind="elderly_check", date="2025-12-01", next_due_date=None, diagnosis_codes=[], payload={}),
+    ]
+    report = await services.ingest.import_file(write(tmp_path / "a.jsonl", lines))
+    assert report.rejected == 0, report.errors
+
+    async def items() -> list[tuple[str, dt.date]]:
+        async with services.sessions() as s:
+            return sorted((await s.execute(select(DueItem.kind, DueItem.due_on))).all())
+
+    assert await items() == [("child_check_due", dt.date(2027, 1, 1)), ("exam_due", dt.date(2026, 12, 1))]
+    report = await services.due_scan.scan(dt.date(2027, 1, 5))  # both passed with no new record
+    assert report.rolled == 2
+    assert await items() == [("child_check_due", dt.date(2027, 4, 1)), ("exam_due", dt.date(2027, 12, 1))]
+    assert (await services.due_scan.scan(dt.date(2027, 1, 6))).rolled == 0
+    await services.due_scan.scan(dt.date(2033, 1, 1))  # past six: no more child checks
+    assert [kind for kind, _ in await items()] == ["exam_due"]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,12 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..clock import Clock
 from ..config import NotifySettings
-from ..db.models import DueItem, DueScan
+from ..crypto import KeyRing
+from ..db.models import Archive, DueItem, DueScan
+from .kinds import CHILD_CHECK_DUE, EXAM_DUE
 from .queue import Event, Queuer
+from .schedule import next_child_check, next_exam
 
 log = logging.getLogger("wechat_backend.notify")
 
 ITEMS = DueItem.__table__
+ARCHIVES = Archive.__table__
 SCANS = DueScan.__table__
 BATCH = 1000
 CHUNK = 1000  # rows per multi-row INSERT (4 parameters each: far below either database's limit)
@@ -112,6 +116,17 @@ class ScanReport:
     items: int = 0
     queued: int = 0
     seconds: float = 0.0
+    rolled: int = 0  # schedule-by-age items moved past their passed date
+
+
+ROLLING = (CHILD_CHECK_DUE, EXAM_DUE)  # items that follow a schedule by age, not a record's date
+_PASSED = (
+    select(ITEMS.c.id, ITEMS.c.kind, ITEMS.c.due_on, ARCHIVES.c.upstream_id, ARCHIVES.c.sealed)
+    .join(ARCHIVES, ARCHIVES.c.id == ITEMS.c.archive_id)
+    .where(ITEMS.c.kind.in_(ROLLING), ITEMS.c.due_on <= bindparam("day"))
+)
+_MOVE = update(ITEMS).where(ITEMS.c.id == bindparam("item")).values(due_on=bindparam("new_due"))
+_DROP = ITEMS.delete().where(ITEMS.c.id == bindparam("item"))
 
 
 class DueScanner:
@@ -121,9 +136,11 @@ class DueScanner:
         queuer: Queuer,
         settings: NotifySettings,
         clock: Clock,
+        keyring: KeyRing,
     ) -> None:
         self._sessions = sessions
         self._queuer = queuer
+        self._keys = keyring
         self._settings = settings
         self._clock = clock
         self._zone = ZoneInfo(settings.timezone)
@@ -136,6 +153,7 @@ class DueScanner:
         day = day or self.today()
         report = ScanReport(day)
         started = time.perf_counter()
+        report.rolled = await self._roll_forward(day)
         until = day + dt.timedelta(days=self._settings.lead_days)
         window = (
             select(ITEMS.c.id, ITEMS.c.archive_id, ITEMS.c.kind, ITEMS.c.due_on)
@@ -163,6 +181,32 @@ class DueScanner:
             report.seconds,
         )
         return report
+
+    async def _roll_forward(self, day: dt.date) -> int:
+        """A child check or a yearly exam whose date passed with no new record: the next one on the
+        schedule (the archive's sealed birth date says when), or gone once past the ages it covers."""
+        moved, dropped = [], []
+        async with self._sessions() as s:
+            passed = (await s.execute(_PASSED, {"day": day})).all()
+        for row in passed:
+            try:
+                birth = dt.date.fromisoformat(self._keys.open(row.sealed, f"archive:{row.upstream_id}")["birth_date"])
+            except Exception:  # unreadable: leave the item, it is simply never in a window again
+                continue
+            if row.kind == CHILD_CHECK_DUE:
+                due = next_child_check(birth, day)
+            else:
+                due = next_exam(birth, row.due_on, day)
+                while due is not None and due <= day:
+                    due = next_exam(birth, due, day)
+            (moved if due is not None else dropped).append({"item": row.id, "new_due": due})
+        if moved or dropped:
+            async with self._sessions.begin() as s:
+                if moved:
+                    await s.execute(_MOVE, moved)
+                if dropped:
+                    await s.execute(_DROP, [{"item": d["item"]} for d in dropped])
+        return len(moved) + len(dropped)
 
     # ------------------------------------------------------------------ once a day, in the worker
 
