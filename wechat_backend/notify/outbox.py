@@ -211,13 +211,15 @@ class Outbox:
         return result.rowcount or 0
 
     async def depth(self) -> tuple[int, float]:
-        """(pending rows, age in seconds of the oldest one due now) for /metrics."""
+        """(pending rows, age in seconds of the oldest one that could go now) for /metrics: what
+        quiet hours hold back is not late, so it does not count then."""
         now = self._clock.now()
+        sendable = select(func.min(NOTES.c.due_at)).where(NOTES.c.status == "pending", NOTES.c.due_at <= now)
+        if quiet_end_after(now, self._settings) is not None:
+            sendable = sendable.where(NOTES.c.priority == 0)
         async with self._sessions() as s:
             pending = await s.scalar(select(func.count()).select_from(NOTES).where(NOTES.c.status == "pending"))
-            oldest = await s.scalar(
-                select(func.min(NOTES.c.due_at)).where(NOTES.c.status == "pending", NOTES.c.due_at <= now)
-            )
+            oldest = await s.scalar(sendable)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=dt.UTC)
         return int(pending or 0), (now - oldest).total_seconds() if oldest else 0.0
