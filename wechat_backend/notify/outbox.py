@@ -147,6 +147,7 @@ class Outbox:
         self._template_kinds = frozenset(template_kinds)  # what the daily quota stops
         self._quota = quota_flag or QuotaFlag()
         self._lease = dt.timedelta(seconds=settings.lease_seconds)
+        self._gate: asyncio.Semaphore | None = None  # the sends in flight in this worker, all lanes
         self._zone = ZoneInfo(settings.timezone)
 
     @property
@@ -169,7 +170,9 @@ class Outbox:
         pushes = await self._claim()
         if not pushes:
             return done
-        gate = asyncio.Semaphore(self._settings.concurrency)
+        if self._gate is None:  # made here, inside the running loop
+            self._gate = asyncio.Semaphore(self._settings.concurrency)
+        gate = self._gate
 
         async def one(push: Push) -> _Tried:
             async with gate:
@@ -181,8 +184,13 @@ class Outbox:
             done.count(t.outcome.status)
         return done
 
-    async def run(self, stop: asyncio.Event, *, every: float = 5.0) -> None:
-        """Pass after pass until ``stop`` is set; a full batch goes straight on to the next."""
+    async def run(self, stop: asyncio.Event, *, every: float = 5.0, lanes: int = 2) -> None:
+        """Pass after pass until ``stop`` is set; a full batch goes straight on to the next. Two
+        lanes take turns so that the next batch is claimed and started while the last sends of the
+        previous one are still out; they share one gate, so ``concurrency`` holds for the worker."""
+        await asyncio.gather(*(self._lane(stop, every) for _ in range(lanes)))
+
+    async def _lane(self, stop: asyncio.Event, every: float) -> None:
         while not stop.is_set():
             try:
                 done = await self.run_once()
