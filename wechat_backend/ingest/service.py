@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,47 +36,11 @@ from ..notify.kinds import RECORD_ADDED
 from ..notify.queue import Event, Queuer
 from ..notify.scan import ItemChange, add_if_missing, apply_changes
 from .prepare import Prepared, Preparer, RawLine, init_worker, prepare_in_worker
+from .report import ImportReport, Tally
 from .upsert import lookup, upsert
-
-MAX_KEPT_ERRORS = 200
 
 ErrorSink = Callable[[int, str], None]
 Progress = Callable[[int], None]  # bytes consumed since the last call
-
-
-@dataclass
-class ImportReport:
-    lines: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)  # the first MAX_KEPT_ERRORS
-    seconds: float = 0.0
-    # kind -> payload key the field dictionary does not know (not shown to residents) -> records,
-    # e.g. {"hypertension_followup": {"foo_bar": 3}}; kinds residents never see are not counted
-    unknown_keys: dict[str, dict[str, int]] = field(default_factory=dict)
-    # line number -> inserted/updated/unchanged/rejected, when asked for (the HTTP API answers with it)
-    statuses: dict[int, str] | None = None
-    reasons: dict[int, str] = field(default_factory=dict)  # with statuses: every rejected line's reason
-
-    def reject(self, line_no: int, reason: str) -> None:
-        self.rejected += 1
-        if len(self.errors) < MAX_KEPT_ERRORS:
-            self.errors.append((line_no, reason))
-        if self.statuses is not None:
-            self.statuses[line_no] = "rejected"
-            self.reasons[line_no] = reason
-
-    def add_unknown(self, counts: dict[str, dict[str, int]]) -> None:
-        for kind, paths in counts.items():
-            mine = self.unknown_keys.setdefault(kind, {})
-            for path, n in paths.items():
-                mine[path] = mine.get(path, 0) + n
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.rejected else 0
 
 
 def read_lines(path: Path, max_line_bytes: int) -> Iterator[RawLine]:
@@ -210,7 +173,7 @@ class IngestService:
         rejected: list[tuple[int, str]] = []
         try:
             async with self._sessions.begin() as s:
-                await self._write(s, prepared, _Tally(counts, lines), lambda no, why: rejected.append((no, why)))
+                await self._write(s, prepared, Tally(counts, lines), lambda no, why: rejected.append((no, why)))
         except (IntegrityError, DBAPIError):
             # A conflict the checks could not see (e.g. a concurrent import): apply line by line so
             # only the offending line is rejected and everything else still lands.
@@ -228,7 +191,7 @@ class IngestService:
         for key, n in counts.items():
             setattr(report, key, getattr(report, key) + n)
 
-    async def _write(self, s: AsyncSession, p: Prepared, counts: _Tally, reject: ErrorSink) -> None:
+    async def _write(self, s: AsyncSession, p: Prepared, counts: Tally, reject: ErrorSink) -> None:
         if p.institutions:
             await self._write_institutions(s, p.institutions, counts, reject)
         if p.archives:
@@ -240,7 +203,7 @@ class IngestService:
         return await lookup(s, model.__table__, "version", set(upstream_ids))
 
     @staticmethod
-    def _decide(items: list[tuple[Any, ...]], current: dict[str, int], counts: _Tally) -> list[tuple[Any, ...]]:
+    def _decide(items: list[tuple[Any, ...]], current: dict[str, int], counts: Tally) -> list[tuple[Any, ...]]:
         """Apply the version rule line by line; returns the items to write (the last winner per
         upstream_id, so the upsert never touches a row twice)."""
         winners: dict[str, tuple[Any, ...]] = {}
@@ -255,7 +218,7 @@ class IngestService:
             winners[line.upstream_id] = item
         return list(winners.values())
 
-    async def _write_institutions(self, s: AsyncSession, items: list, counts: _Tally, reject: ErrorSink):
+    async def _write_institutions(self, s: AsyncSession, items: list, counts: Tally, reject: ErrorSink):
         codes = {x.code for _, x in items}
         by_code = dict(
             (
@@ -308,7 +271,7 @@ class IngestService:
             self._county_of.update(dict(rows.all()))
         return self._county_of
 
-    async def _write_archives(self, s: AsyncSession, items: list, counts: _Tally, reject: ErrorSink):
+    async def _write_archives(self, s: AsyncSession, items: list, counts: Tally, reject: ErrorSink):
         county_of = await self._counties_for(s, {x.institution_code for _, x, _ in items})
         ok = []
         for no, x, row in items:
@@ -334,7 +297,7 @@ class IngestService:
                 ),
             )
 
-    async def _upsert_newer(self, s: AsyncSession, model: Any, ok: list, counts: _Tally) -> tuple[list, set[str]]:
+    async def _upsert_newer(self, s: AsyncSession, model: Any, ok: list, counts: Tally) -> tuple[list, set[str]]:
         """Write the ``(line_no, line, row)`` items whose version beats the stored one; returns them
         and the upstream ids that were not stored before (inserted, not corrected)."""
         current = await self._versions(s, model, (x.upstream_id for _, x, _ in ok))
@@ -344,7 +307,7 @@ class IngestService:
         await upsert(s, model.__table__, rows, keep={"upstream_id", "public_id", "created_at"})
         return winners, new
 
-    async def _write_records(self, s: AsyncSession, items: list, counts: _Tally, reject: ErrorSink):
+    async def _write_records(self, s: AsyncSession, items: list, counts: Tally, reject: ErrorSink):
         wanted = {x.archive_upstream_id for _, x, _ in items}
         archive_ids = await lookup(s, Archive.__table__, "id", wanted)
         ok = []
@@ -375,18 +338,6 @@ class IngestService:
         ]
         if events:
             await self._queuer.queue(s, events, self._now(), today)
-
-
-@dataclass
-class _Tally:
-    """The counts of a batch, and each line's outcome."""
-
-    counts: dict[str, int]
-    lines: dict[int, str]
-
-    def add(self, no: int, status: str) -> None:
-        self.counts[status] += 1
-        self.lines[no] = status
 
 
 def _chunks(lines: Iterator[RawLine], size: int) -> Iterator[list[RawLine]]:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from ..config import Settings
 from ..errors import Conflict, Unavailable
 from ..redis_client import RedisHandle, key
-from .service import ImportReport
+from .report import ImportReport
 
 log = logging.getLogger("wechat_backend.ingest")
 
