@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/binding.py
 	$(BIN)/python bench/mismatch_timing.py
 	$(BIN)/python bench/records.py --find-rate
+	$(BIN)/python bench/notify.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
