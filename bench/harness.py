@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -385,3 +385,48 @@ def print_profile(path: Path, server: str, top: int = 30) -> None:
     print(f"\n{server} profile (cProfile, whole server lifetime after start-up):")
     print(out.getvalue().rstrip())
     print(f"profile: {path.relative_to(PROJECT)}  (python -m pstats {path.relative_to(PROJECT)})")
+
+
+def publish_database(admin: URL, building: str, name: str) -> None:
+    """Put the freshly built database ``building`` in the place of ``name`` (a build that failed
+    never replaces the template it was rebuilding)."""
+    asyncio.run(
+        _admin(
+            admin,
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'ALTER DATABASE "{building}" RENAME TO "{name}"',
+        )
+    )
+
+
+def drop_database_quietly(admin: URL, name: str) -> None:
+    """Drop a half-built database, saying nothing if that fails too (the build's error matters)."""
+    with contextlib.suppress(Exception):
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def finish(
+    result: dict[str, Any],
+    name: str,
+    stamp: str,
+    report: Callable[[dict[str, Any], Any], dict[str, Any]],
+    *,
+    machine: dict[str, Any],
+    args: Any,
+    admin: URL,
+    started: float,
+) -> int:
+    """The end of a PostgreSQL bench run: the machine after it, ``report`` (prints the tables,
+    returns the targets), the options (the password hidden), the verdict, the results file; the
+    exit code (1 if a check failed)."""
+    machine["loadavg_end"] = os.getloadavg()
+    result["machine"] = machine
+    result["targets"] = report(result, args)
+    result["seconds"] = time.perf_counter() - started
+    result["options"] = {k: v for k, v in vars(args).items() if k != "pg_url"} | {
+        "pg_url": admin.render_as_string(hide_password=True)
+    }
+    missed = [k for k, t in result["targets"].items() if not t["met"]]
+    print(f"targets: {'all met' if not missed else 'MISSED ' + ', '.join(missed)}; run took {result['seconds']:.0f} s")
+    print(f"results: {save(result, name, stamp).relative_to(PROJECT)}")
+    return exit_code(result["failures"])

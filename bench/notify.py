@@ -909,16 +909,9 @@ def ensure_notify_template(
         meta["build_seconds"] = time.perf_counter() - started
         meta["built_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         asyncio.run(_write_notify_meta(url, meta))
-        asyncio.run(
-            harness._admin(
-                admin,
-                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-                f'ALTER DATABASE "{building}" RENAME TO "{name}"',
-            )
-        )
+        harness.publish_database(admin, building, name)
     except BaseException:
-        with contextlib.suppress(Exception):
-            asyncio.run(harness._admin(admin, f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+        harness.drop_database_quietly(admin, building)
         raise
     log(
         f"built {name}: {meta['due_items']:,} due items, {meta['bound']:,} bound archives in"
@@ -1430,17 +1423,7 @@ def main(argv: list[str] | None = None) -> int:
             if scan_template is not None and scan_base is not None:
                 result["scan"] = measure_scan(args, admin, scan_base, scan_template, Path(tmp))
                 result["failures"] += result["scan"].pop("failures")
-    machine["loadavg_end"] = os.getloadavg()
-    result["machine"] = machine
-    result["targets"] = report(result, args)
-    result["seconds"] = time.perf_counter() - started
-    result["options"] = {k: v for k, v in vars(args).items() if k != "pg_url"} | {
-        "pg_url": admin.render_as_string(hide_password=True)
-    }
-    missed = [k for k, t in result["targets"].items() if not t["met"]]
-    print(f"targets: {'all met' if not missed else 'MISSED ' + ', '.join(missed)}; run took {result['seconds']:.0f} s")
-    print(f"results: {harness.save(result, 'notify', stamp).relative_to(PROJECT)}")
-    return harness.exit_code(result["failures"])
+    return harness.finish(result, "notify", stamp, report, machine=machine, args=args, admin=admin, started=started)
 
 
 if __name__ == "__main__":

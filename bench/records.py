@@ -376,16 +376,9 @@ def build_template(admin: URL, name: str, archives: int, args: argparse.Namespac
         meta["code"] = code
         meta["build_seconds"] = time.perf_counter() - started
         asyncio.run(_write_meta(url, meta))
-        asyncio.run(
-            harness._admin(
-                admin,
-                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-                f'ALTER DATABASE "{building}" RENAME TO "{name}"',
-            )
-        )
+        harness.publish_database(admin, building, name)
     except BaseException:
-        with contextlib.suppress(Exception):
-            asyncio.run(harness._admin(admin, f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+        harness.drop_database_quietly(admin, building)
         raise
     log(
         f"built {name}: {meta['archives']:,} archives, {meta['records']:,} records, {meta['readers']:,} readers"
@@ -1730,17 +1723,7 @@ def main(argv: list[str] | None = None) -> int:
             result["failures"] += [f"{label}: {f}" for f in size["check"]["failures"]]
             for name in ("server", "floor"):
                 result["failures"] += [f"{label}: {f}" for f in size[name].pop("failures")]
-    machine["loadavg_end"] = os.getloadavg()
-    result["machine"] = machine
-    result["targets"] = report(result, args)
-    result["seconds"] = time.perf_counter() - started
-    result["options"] = {k: v for k, v in vars(args).items() if k not in ("pg_url",)} | {
-        "pg_url": admin.render_as_string(hide_password=True)
-    }
-    missed = [k for k, t in result["targets"].items() if not t["met"]]
-    print(f"targets: {'all met' if not missed else 'MISSED ' + ', '.join(missed)}; run took {result['seconds']:.0f} s")
-    print(f"results: {harness.save(result, 'records', stamp).relative_to(PROJECT)}")
-    return harness.exit_code(result["failures"])
+    return harness.finish(result, "records", stamp, report, machine=machine, args=args, admin=admin, started=started)
 
 
 if __name__ == "__main__":
