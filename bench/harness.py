@@ -430,3 +430,21 @@ def finish(
     print(f"targets: {'all met' if not missed else 'MISSED ' + ', '.join(missed)}; run took {result['seconds']:.0f} s")
     print(f"results: {save(result, name, stamp).relative_to(PROJECT)}")
     return exit_code(result["failures"])
+
+
+async def read_template_meta(admin: URL, name: str, table: str) -> dict[str, Any] | None:
+    """A kept template's own record of what it holds (``table``, one JSON row), or None when the
+    database does not exist or its build did not finish. ``table`` is the bench's own name."""
+    conn = await asyncpg.connect(dsn(admin))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return None
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(dsn(admin.set(database=name)))
+    try:
+        if not await conn.fetchval(f"SELECT to_regclass('{table}') IS NOT NULL"):
+            return None
+        return json.loads(await conn.fetchval(f"SELECT built FROM {table}"))
+    finally:
+        await conn.close()

@@ -853,29 +853,13 @@ def notify_template_name(archives: int, seed: int) -> str:
     return f"wb_bench_notify_{records.size_label(archives)}" + (f"_s{seed}" if seed != 1 else "")
 
 
-async def _notify_meta(admin: URL, name: str) -> dict[str, Any] | None:
-    conn = await asyncpg.connect(harness.dsn(admin))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            return None
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(harness.dsn(admin.set(database=name)))
-    try:
-        if not await conn.fetchval("SELECT to_regclass('bench_notify_meta') IS NOT NULL"):
-            return None
-        return json.loads(await conn.fetchval("SELECT built FROM bench_notify_meta"))
-    finally:
-        await conn.close()
-
-
 def ensure_notify_template(
     admin: URL, base: records.Template, args: argparse.Namespace, keyring: KeyRing
 ) -> records.Template:
     """``wb_bench_notify_<size>``: kept from an earlier run when it was made from the same records
     template, with the same share bound; else built now."""
     name = notify_template_name(base.meta["archives"], args.seed)
-    meta = None if args.fresh else asyncio.run(_notify_meta(admin, name))
+    meta = None if args.fresh else asyncio.run(harness.read_template_meta(admin, name, "bench_notify_meta"))
     wanted = {
         "format": NOTIFY_FORMAT,
         "archives": base.meta["archives"],
@@ -1029,11 +1013,10 @@ async def scan_floor(services: Any, day: dt.date) -> dict[str, Any]:
     """What the scan reads, the way it reads it (the schedule-by-age items whose date passed with
     their archives, the window, then per batch the recipients, the mutes and the archive rows), and
     nothing else: no decryption, decision, update or insert."""
-    from sqlalchemy import select
 
     from wechat_backend.notify import scan as scan_module
     from wechat_backend.notify.queue import ARCHIVES_WITH_PLACE, MUTED, RECIPIENTS
-    from wechat_backend.notify.scan import BATCH, ITEMS
+    from wechat_backend.notify.scan import BATCH
 
     started = time.perf_counter()
     passed = 0
@@ -1041,13 +1024,8 @@ async def scan_floor(services: Any, day: dt.date) -> dict[str, Any]:
         async with services.sessions() as s:
             passed = len((await s.execute(stmt, {"day": day})).all())
     until = day + dt.timedelta(days=services.settings.notify.lead_days)
-    window = (
-        select(ITEMS.c.id, ITEMS.c.archive_id, ITEMS.c.kind, ITEMS.c.due_on)
-        .where(ITEMS.c.due_on > day, ITEMS.c.due_on <= until)
-        .order_by(ITEMS.c.id)
-    )
     async with services.sessions() as s:
-        items = (await s.execute(window)).all()
+        items = (await s.execute(scan_module.window(day, until))).all()
     window_seconds = time.perf_counter() - started
     recipients = archives = mutes = 0
     for start in range(0, len(items), BATCH):

@@ -322,26 +322,10 @@ class Template:
     meta: dict[str, Any]
 
 
-async def _read_meta(admin: URL, name: str) -> dict[str, Any] | None:
-    """The template's own record of what it holds, or None when it does not exist or is incomplete."""
-    conn = await asyncpg.connect(harness.dsn(admin))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            return None
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(harness.dsn(admin.set(database=name)))
-    try:
-        raw = await conn.fetchval("SELECT to_regclass('bench_records_meta') IS NOT NULL")
-        return json.loads(await conn.fetchval("SELECT built FROM bench_records_meta")) if raw else None
-    finally:
-        await conn.close()
-
-
 def ensure_template(admin: URL, archives: int, args: argparse.Namespace, keyring: KeyRing) -> Template:
     """The template for ``archives``: kept from an earlier run if it matches, else built now."""
     name = template_name(archives, args.seed)
-    meta = None if args.fresh else asyncio.run(_read_meta(admin, name))
+    meta = None if args.fresh else asyncio.run(harness.read_template_meta(admin, name, "bench_records_meta"))
     wanted = {"format": BUILD_FORMAT, "archives": archives, "seed": args.seed, "keys": key_fingerprint(keyring)}
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
         log(

@@ -17,9 +17,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -110,6 +111,15 @@ async def add_if_missing(s: AsyncSession, changes: Iterable[ItemChange]) -> None
 # --------------------------------------------------------------------------- the scan
 
 
+def window(day: dt.date, until: dt.date) -> Select[Any]:
+    """The items due after ``day`` and by ``until``: an index range of ``due_items.due_on``."""
+    return (
+        select(ITEMS.c.id, ITEMS.c.archive_id, ITEMS.c.kind, ITEMS.c.due_on)
+        .where(ITEMS.c.due_on > day, ITEMS.c.due_on <= until)
+        .order_by(ITEMS.c.id)
+    )
+
+
 @dataclass
 class ScanReport:
     day: dt.date
@@ -155,13 +165,8 @@ class DueScanner:
         started = time.perf_counter()
         report.rolled = await self._roll_forward(day)
         until = day + dt.timedelta(days=self._settings.lead_days)
-        window = (
-            select(ITEMS.c.id, ITEMS.c.archive_id, ITEMS.c.kind, ITEMS.c.due_on)
-            .where(ITEMS.c.due_on > day, ITEMS.c.due_on <= until)
-            .order_by(ITEMS.c.id)
-        )
         async with self._sessions() as s:
-            items = (await s.execute(window)).all()
+            items = (await s.execute(window(day, until))).all()
         total = len(items)
         for start in range(0, total, BATCH):
             chunk = items[start : start + BATCH]
