@@ -448,3 +448,17 @@ async def read_template_meta(admin: URL, name: str, table: str) -> dict[str, Any
         return json.loads(await conn.fetchval(f"SELECT built FROM {table}"))
     finally:
         await conn.close()
+
+
+def stall_counters() -> dict[str, float]:
+    """Seconds some task waited for a CPU / for I/O so far (pressure stall information), and CPU
+    steal (time the hypervisor gave this machine's CPUs to others); NaN where the kernel says nothing.
+    The difference over a window is what else ran during it."""
+    out = {"cpu_wait": math.nan, "io_wait": math.nan, "steal": math.nan}
+    for kind in ("cpu", "io"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            some = Path(f"/proc/pressure/{kind}").read_text().splitlines()[0]
+            out[f"{kind}_wait"] = int(some.rsplit("total=", 1)[1]) / 1e6
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        out["steal"] = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+    return out

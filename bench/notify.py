@@ -708,14 +708,7 @@ class Stalls:
 
     @staticmethod
     def _now() -> dict[str, float]:
-        out = {"wall": time.monotonic(), "cpu_wait": math.nan, "io_wait": math.nan, "steal": math.nan}
-        for kind in ("cpu", "io"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                some = Path(f"/proc/pressure/{kind}").read_text().splitlines()[0]
-                out[f"{kind}_wait"] = int(some.rsplit("total=", 1)[1]) / 1e6
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            out["steal"] = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
-        return out
+        return {"wall": time.monotonic(), **harness.stall_counters()}
 
     def since(self) -> dict[str, float]:
         """Seconds of each since the start (and the wall seconds, ``wall``)."""

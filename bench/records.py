@@ -990,14 +990,7 @@ class Meter:
     def _stalls() -> dict[str, float]:
         """Seconds some task waited for a CPU / for I/O (pressure stall information), and CPU steal
         (time the hypervisor gave this machine's CPUs to others): what else ran during a window."""
-        out = {"cpu_wait": math.nan, "io_wait": math.nan, "steal": math.nan}
-        for kind in ("cpu", "io"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                some = Path(f"/proc/pressure/{kind}").read_text().splitlines()[0]
-                out[f"{kind}_wait"] = int(some.rsplit("total=", 1)[1]) / 1e6
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            out["steal"] = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
-        return out
+        return harness.stall_counters()
 
     async def _sample(self) -> dict[str, Any]:
         pids = [
