@@ -9,7 +9,20 @@ from typing import TYPE_CHECKING
 
 from tornado.routing import Rule
 
-from . import api, archive, archive_pages, health, ingest, notify_settings, oauth, resident, site, wechat
+from . import (
+    api,
+    archive,
+    archive_pages,
+    feedback,
+    health,
+    ingest,
+    notify_settings,
+    oauth,
+    resident,
+    site,
+    staff,
+    wechat,
+)
 
 if TYPE_CHECKING:
     from wechat_backend.services import Services
@@ -25,6 +38,8 @@ def routes(services: Services) -> list[Rule]:
         *api.routes,
         *archive.routes,
         *notify_settings.routes,
+        *feedback.routes,
+        *staff.routes,
         *ingest.routes,
         *wechat.routes,
     ]

@@ -127,16 +127,43 @@ async def cmd_county(settings: Settings, args: argparse.Namespace) -> int:
         await services.close()
     if args.county_command == "set":
         views = [v for v in views if v.code == args.code]
+    from .cli_table import table
+
     phase_name = {"key_populations": "重点人群", "all": "全部居民"}
-    print(f"{'代码':<8}{'名称':<10}{'开放':<6}{'阶段':<8}{'机构':>6}{'档案':>10}")
-    for v in views:
-        print(
-            f"{v.code:<10}{v.name:<10}{'是' if v.opening else '否':<6}{phase_name.get(v.phase, v.phase):<8}"
-            f"{v.institutions:>6}{v.archives:>10}"
-        )
-    if not views:
+    if views:
+        rows = [
+            (
+                v.code,
+                v.name,
+                "是" if v.opening else "否",
+                phase_name.get(v.phase, v.phase),
+                f"{v.institutions:,}",
+                f"{v.archives:,}",
+            )
+            for v in views
+        ]
+        print(table(("代码", "名称", "开放", "阶段", "机构数", "档案数"), rows, right=(4, 5)))
+    else:
         print("还没有县（市、区）：请先导入机构（wechat-backend import 文件.jsonl）")
     return 0
+
+
+async def cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
+    from .staff.command import run
+
+    return await run(settings, args)
+
+
+async def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    from .stats.command import run
+
+    return await run(settings, args)
+
+
+async def cmd_qrcodes(settings: Settings, args: argparse.Namespace) -> int:
+    from .posters.command import run
+
+    return await run(settings, args)
 
 
 async def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
@@ -317,7 +344,8 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Sends what the outbox holds: pushes whose first send failed or never happened. Also seals
-    the audit log (audit_chain.py) every few seconds."""
+    the audit log (audit_chain.py) every few seconds, and runs the daily jobs (housekeeping.py)."""
+    from . import housekeeping
     from .services import build_services
 
     services = await build_services(settings)
@@ -328,6 +356,7 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             if scanned is not None:
                 print(f"到期扫描（{scanned.day}）：{scanned.items} 项到期，新排入 {scanned.queued} 条提醒")
             done = await services.outbox.run_once()
+            await housekeeping.run_daily(services)
             print(
                 f"推送：已发送 {done.sent} 条，稍后重试 {done.retry} 条，跳过 {done.skipped} 条，已放弃 {done.dead} 条"
             )
@@ -337,7 +366,12 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             "worker started: sending the outbox, the daily due scan at %s, sealing the audit log",
             settings.notify.scan_at,
         )
-        await asyncio.gather(services.outbox.run(stop), services.due_scan.run(stop), services.audit_chain.run(stop))
+        await asyncio.gather(
+            services.outbox.run(stop),
+            services.due_scan.run(stop),
+            services.audit_chain.run(stop),
+            housekeeping.run(services, stop),
+        )
         log.info("worker stopped")
     finally:
         await services.close()
@@ -345,6 +379,7 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from . import housekeeping
     from .demo import prepare_demo
 
     if not settings.is_demo:
@@ -368,6 +403,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             asyncio.create_task(services.outbox.run(stop_worker)),
             asyncio.create_task(services.due_scan.run(stop_worker)),
             asyncio.create_task(services.audit_chain.run(stop_worker)),
+            asyncio.create_task(housekeeping.run(services, stop_worker)),
         ]
         try:
             await _run_http(services, make_app, on_ready=lambda: _push_demo_menu(services))
@@ -619,13 +655,78 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="导入 JSON Lines 文件")
     imp.add_argument("file")
 
-    county = sub.add_parser("county", help="县级开放参数")
+    county = sub.add_parser(
+        "county",
+        help="县级开放参数",
+        description="各县（市、区）的“个人档案是否显示健康档案开放给居民”开关和开放阶段。",
+    )
     c_sub = county.add_subparsers(dest="county_command", required=True, metavar="<action>")
-    c_set = c_sub.add_parser("set", help="设置某县的开放开关或开放阶段")
-    c_set.add_argument("code")
-    c_set.add_argument("--opening", choices=("on", "off"))
-    c_set.add_argument("--phase", choices=("key_populations", "all"))
-    c_sub.add_parser("list", help="列出各县的开放状态")
+    c_set = c_sub.add_parser(
+        "set",
+        help="设置某县的开放开关或开放阶段",
+        description="设置某县的开放开关或开放阶段。每次修改写入审计日志（谁、何时、改成什么）。",
+        epilog=(
+            "开放阶段：\n"
+            "  key_populations  重点人群：只向 0–6 岁儿童、65 岁及以上老年人、孕产妇、高血压和 2 型糖尿病\n"
+            "                   患者开放（其余居民看到“暂未开放”）\n"
+            "  all              全部居民：开关打开、状态正常、机构已开放的档案都可查看\n"
+            "无论哪个阶段，严重精神障碍、结核病、艾滋病等敏感项目都不向居民显示。\n"
+            "例：wechat-backend county set 371502 --opening on --phase key_populations"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c_set.add_argument("code", metavar="县代码", help="县（市、区）的 6 位行政区划代码，见 county list")
+    c_set.add_argument("--opening", choices=("on", "off"), help="on 开放给居民，off 关闭（居民立即看不到）")
+    c_set.add_argument(
+        "--phase", choices=("key_populations", "all"), help="开放阶段：key_populations 重点人群，all 全部居民"
+    )
+    c_sub.add_parser(
+        "list", help="列出各县的开放状态", description="列出各县（市、区）的开放开关、阶段、机构数和档案数。"
+    )
+
+    staff = sub.add_parser("staff", help="工作人员账号", description="工作人员账号：添加、列出、停用。")
+    s_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="<action>")
+    s_add = s_sub.add_parser(
+        "add",
+        help="添加工作人员",
+        description=("添加工作人员。首次从公众号“工作台”进入时，验证码发到这里登记的手机，验证后与其微信绑定。"),
+        epilog=(
+            "角色：city 市级管理员（全市）；county 县级管理员（需 --county）；\n"
+            "      institution 机构工作人员（需 --institution）。\n"
+            "例：wechat-backend staff add --name 王医生 --phone 13800138000 --role institution --institution 371502001"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s_add.add_argument("--name", required=True, help="姓名（加密保存）")
+    s_add.add_argument("--phone", required=True, help="手机号（接收登录验证码，加密保存）")
+    s_add.add_argument("--role", required=True, choices=("city", "county", "institution"), help="角色")
+    s_add.add_argument("--county", help="县（市、区）代码（county 角色）")
+    s_add.add_argument("--institution", help="机构代码（institution 角色）")
+    s_list = s_sub.add_parser("list", help="列出工作人员（手机号已脱敏）")
+    s_list.add_argument("--county", help="只看这个县")
+    s_dis = s_sub.add_parser("disable", help="停用工作人员：其登录立即失效")
+    s_dis.add_argument("staff_id", metavar="编号", help="staff list 中的编号")
+
+    stats = sub.add_parser(
+        "stats",
+        help="开放与使用统计（绩效评价用）",
+        description=(
+            "按机构、县、全市统计：截至 --to 的建档数、重点人群建档数、已开放数、开放率、已绑定数和绑定率，"
+            "以及 --from 至 --to 期间查看档案的居民、推送、留言和扫码关注。"
+        ),
+    )
+    stats.add_argument("--county", help="只看这个县（市、区）")
+    stats.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="起始日期（默认 --to 前 29 天）")
+    stats.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="截止日期（默认今天）")
+    stats.add_argument("--format", choices=("table", "csv", "json"), default="table", help="输出格式（默认 table）")
+
+    qr = sub.add_parser(
+        "qrcodes",
+        help="生成各机构的二维码海报（PNG 和 PDF）",
+        description="为每个机构向微信申请一次永久二维码（之后复用），并生成 A4 海报 <机构代码>.png 和 .pdf。",
+    )
+    qr.add_argument("--institution", help="只生成这个机构的")
+    qr.add_argument("--out", required=True, help="输出目录")
 
     menu = sub.add_parser("menu", help="公众号菜单")
     m_sub = menu.add_subparsers(dest="menu_command", required=True, metavar="<action>")
@@ -668,6 +769,9 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "check": cmd_check,
     "audit": cmd_audit,
     "notify": cmd_notify,
+    "staff": cmd_staff,
+    "stats": cmd_stats,
+    "qrcodes": cmd_qrcodes,
 }
 
 

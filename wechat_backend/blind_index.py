@@ -18,5 +18,13 @@ def archive_indexes(keys: KeyRing, fields: dict[str, Any]) -> dict[str, Any]:
         "archive_no_bidx": bidx("archive_no", fields.get("archive_no")),
         "phone_bidx": bidx("phone", fields.get("phone")),
         "contact_phone_bidx": bidx("phone", fields.get("contact_phone")),
+        "name_birth_bidx": bidx("name_birth", name_birth(fields.get("name"), fields.get("birth_date"))),
         "bidx_fp": keys.blind_fingerprint,
     }
+
+
+def name_birth(name: str | None, birth_date: str | None) -> str | None:
+    """The value behind ``name_birth_bidx``: the name without any whitespace, and the ISO birth date."""
+    if not name or not birth_date:
+        return None
+    return "".join(name.split()) + "|" + birth_date

@@ -71,6 +71,9 @@ class WechatSettings:
     open_base_url: str = "https://open.weixin.qq.com/"
     use_stable_token: bool = False
     timeout_seconds: float = 5.0
+    # The account's name as residents see it in WeChat (printed on the institutions' QR posters;
+    # empty: [service] name).
+    account_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class TemplatesSettings:
     child_check_due: TemplateSpec = TemplateSpec()
     prenatal_due: TemplateSpec = TemplateSpec()
     binding_added: TemplateSpec = TemplateSpec()
+    # A staff answer to a resident's question, when the 48-hour customer-service window is closed.
+    feedback_answered: TemplateSpec = TemplateSpec()
 
     def spec(self, kind: str) -> TemplateSpec:
         return getattr(self, kind, TemplateSpec())
@@ -121,6 +126,8 @@ class SmsSettings:
     access_key_secret: str = ""
     sign_name: str = ""
     template_id: str = ""
+    # The staff login's code (its own template, so the text can say 工作人员登录); empty: template_id.
+    staff_template_id: str = ""
     endpoint: str = ""
     timeout_seconds: float = 5.0
 
@@ -259,6 +266,21 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class StaffSettings:
+    # Bulk opening takes archives whose status is 正常 and completeness (档案完整率, %) is at least this.
+    open_min_completeness: int = 80
+    # A resident's question unanswered this long is highlighted in the inbox.
+    feedback_overdue_hours: int = 48
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    # Audit rows older than this are deleted by the worker (through the chain's checkpoint); the
+    # Cybersecurity Law (art. 21) asks for at least six months, so never under 184.
+    retention_days: int = 365
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -276,6 +298,8 @@ class Settings:
     service: ServiceSettings = ServiceSettings()
     security: SecuritySettings = SecuritySettings()
     ingest: IngestSettings = IngestSettings()
+    staff: StaffSettings = StaffSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def data_dir(self) -> Path:
@@ -550,6 +574,15 @@ def _check_notify(n: NotifySettings) -> None:
             raise ConfigError(f"[notify] {key} 应在 {low} 到 {high} 之间")
 
 
+def _check_staff(s: Settings) -> None:
+    if not 0 <= s.staff.open_min_completeness <= 100:
+        raise ConfigError("[staff] open_min_completeness 是百分比，应在 0 到 100 之间")
+    if not 1 <= s.staff.feedback_overdue_hours <= 24 * 30:
+        raise ConfigError("[staff] feedback_overdue_hours 应在 1 到 720 之间")
+    if s.audit.retention_days < 184:
+        raise ConfigError("[audit] retention_days 不能少于 184 天（网络安全法第二十一条：日志至少保存六个月）")
+
+
 def _is_encoding_aes_key(key: str) -> bool:
     """43 characters that, with one ``=`` appended, are the base64 of 32 bytes (the AES-256 key)."""
     try:
@@ -617,6 +650,7 @@ def load_settings(
     _check_security(settings)
     _check_notify(settings.notify)
     _check_templates(settings.templates)
+    _check_staff(settings)
     if settings.ingest.max_request_bytes < settings.ingest.max_line_bytes:
         raise ConfigError("[ingest] max_request_bytes 不能小于 max_line_bytes")
     return settings

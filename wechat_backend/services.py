@@ -19,6 +19,7 @@ from .config import ConfigError, Settings, database_url
 from .counties import CountyService
 from .crypto import KeyRing
 from .db import create_engine, read_session_factory, session_factory
+from .feedback import FeedbackService
 from .identities import IdentityService
 from .ingest.service import IngestService
 from .keys import KeyRotation
@@ -32,6 +33,7 @@ from .privacy import check_policy
 from .records.service import RecordsService
 from .redis_client import RedisHandle, open_redis
 from .sms import SmsSender, make_sender
+from .staff.accounts import StaffAccounts
 from .web_sessions import SessionStore
 from .wechat.api import WeChatApi, WeChatHttp
 from .wechat.callback import CallbackService
@@ -69,6 +71,8 @@ class Services:
     due_scan: DueScanner
     notify_prefs: NotifyPrefs
     audit_chain: AuditChain
+    staff: StaffAccounts
+    feedback: FeedbackService
 
     async def close(self) -> None:
         await self.callback.drain()  # replies still being worked on in the background
@@ -171,4 +175,6 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         due_scan=DueScanner(sessions, queuer, settings.notify, clock, keyring),
         notify_prefs=NotifyPrefs(sessions, keyring, settings, clock),
         audit_chain=AuditChain(sessions, keyring, settings.security, settings.data_dir, clock),
+        staff=StaffAccounts(sessions, keyring, clock, settings.privacy),
+        feedback=FeedbackService(settings, sessions, keyring, clock, wechat),
     )

@@ -102,7 +102,7 @@ class Archive(Timestamps, Base):
     upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
     version: Mapped[int] = mapped_column(BigInteger)
     county_code: Mapped[str] = mapped_column(String(6), index=True)
-    institution_code: Mapped[str] = mapped_column(String(32))
+    institution_code: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(10))
     open_to_resident: Mapped[bool] = mapped_column(Boolean)
     completeness: Mapped[int | None] = mapped_column(Integer)
@@ -115,7 +115,20 @@ class Archive(Timestamps, Base):
     archive_no_bidx: Mapped[int] = mapped_column(BigInteger, index=True)
     phone_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
     contact_phone_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # Name and birth date together (staff find an archive by both when no number is at hand).
+    name_birth_bidx: Mapped[int | None] = mapped_column(BigInteger, index=True)
     bidx_fp: Mapped[str] = mapped_column(String(16))
+    # Staff's local decision on 是否开放给居民 (None: follow the upstream's ``open_to_resident``).
+    # An import never writes these, so a later import does not undo the decision; see
+    # ``staff/opening.py`` for how the two combine.
+    open_override: Mapped[bool | None] = mapped_column(Boolean)
+    open_override_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    open_override_by: Mapped[int | None] = mapped_column(Integer)  # staff.id
+    # In one of the notice's key groups (0–6, 65+, pregnant/postpartum, hypertension, diabetes) as
+    # of the last import or refresh; counted by the assessment's statistics. ``key_group_review_on``
+    # is the next day an age boundary (7th or 65th birthday) changes it. Never a sensitive programme.
+    key_group: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    key_group_review_on: Mapped[dt.date | None] = mapped_column(Date, index=True)
 
 
 class ServiceRecord(Timestamps, Base):
@@ -149,7 +162,7 @@ class Identity(Timestamps, Base):
     openid: Mapped[str] = mapped_column(String(64))
     unionid: Mapped[str | None] = mapped_column(String(64), index=True)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=False)
-    subscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    subscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     scene_institution_code: Mapped[str | None] = mapped_column(String(32), index=True)
 
@@ -207,16 +220,28 @@ class BindAttempt(Timestamps, Base):
 
 
 class Staff(Timestamps, Base):
+    """A staff member of the city, a county or an institution. Name and phone are sealed (aad
+    ``staff:<public_id>``); the phone is found by its blind index. ``identity_id`` is the WeChat
+    identity linked once by an SMS code to the staff phone; ``sms_verified_at`` is the last time a
+    code was verified (a staff session needs one at most 12 hours old)."""
+
     __tablename__ = "staff"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(200))
+    public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
     role: Mapped[str] = mapped_column(String(20))  # city, county, institution
     county_code: Mapped[str | None] = mapped_column(String(6))
     institution_code: Mapped[str | None] = mapped_column(String(32))
-    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # {"name", "phone"}
+    key_id: Mapped[str] = mapped_column(String(16))
+    phone_bidx: Mapped[int] = mapped_column(BigInteger, index=True)
+    identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL"), unique=True, nullable=True
+    )
+    linked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sms_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Notification(Timestamps, Base):
@@ -293,18 +318,72 @@ class DueScan(Base):
 
 
 class Feedback(Timestamps, Base):
+    """A resident's question (留言) and its answer. It goes to the inbox of ``institution_code``
+    (the archive's institution, else the one whose QR code the asker followed) or, when that is
+    None, the city's; ``route`` says which (archive, qr, city). ``channel``: page or message (a
+    text sent to the account). ``delivery``: how the answer reached the resident (custom, template,
+    failed)."""
+
     __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
     archive_id: Mapped[int | None] = mapped_column(ForeignKey("archives.id", ondelete="SET NULL"))
+    county_code: Mapped[str | None] = mapped_column(String(6), index=True)
     institution_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    route: Mapped[str] = mapped_column(String(10), default="city")
+    channel: Mapped[str] = mapped_column(String(10), default="page")
     status: Mapped[str] = mapped_column(String(10), default="open")  # open answered closed
     sealed: Mapped[bytes] = mapped_column(LargeBinary)  # text and reply; aad "feedback:<public_id>"
     key_id: Mapped[str] = mapped_column(String(16))
-    replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     replied_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    delivery: Mapped[str | None] = mapped_column(String(12))
+
+
+class ArchiveCount(Base):
+    """Stock figures per institution, kept current at import and on every change that moves
+    them (``stats/tally.py``): archives, key-group archives, opened (是否开放给居民 on and status
+    正常; the county switch is applied when read) and bound among opened."""
+
+    __tablename__ = "archive_counts"
+
+    county_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    institution_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    archives: Mapped[int] = mapped_column(Integer, default=0)
+    key_group: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)
+    bound: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class StatSnapshot(Base):
+    """The stock figures of one day per institution (the worker copies ``archive_counts`` once a
+    day, with the county switch applied), so ``stats --to`` a past day reads that day's figures."""
+
+    __tablename__ = "stat_snapshots"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    county_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    institution_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    archives: Mapped[int] = mapped_column(Integer, default=0)
+    key_group: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)
+    bound: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QrCode(Base):
+    """An institution's permanent QR code (QR_LIMIT_STR_SCENE, scene = the institution code):
+    asked of WeChat once, then reused."""
+
+    __tablename__ = "qr_codes"
+
+    institution_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ticket: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(Base):
@@ -313,11 +392,12 @@ class AuditEvent(Base):
     every row is chained by ``seq`` and ``mac`` once a sealer has taken it (see audit_chain.py)."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor_type: Mapped[str] = mapped_column(String(10))  # identity, staff, system
-    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_id: Mapped[str | None] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(40))
     archive_id: Mapped[int | None] = mapped_column(Integer, index=True)
     record_id: Mapped[int | None] = mapped_column(Integer)
@@ -359,6 +439,7 @@ class AuditCheckpoint(Base):
 
 __all__ = [
     "Archive",
+    "ArchiveCount",
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditEvent",
@@ -375,6 +456,8 @@ __all__ = [
     "Institution",
     "Notification",
     "NotifyMute",
+    "QrCode",
     "ServiceRecord",
     "Staff",
+    "StatSnapshot",
 ]

@@ -25,6 +25,7 @@ from ..notify.kinds import ANNOUNCED_RECORDS
 from ..notify.schedule import Due, due_from_birth, due_from_record
 from ..privacy import label_basic_info, label_record
 from ..records.present import unknown_keys
+from ..stats.key_group import key_group
 from .lines import ArchiveLine, InstitutionLine, LineError, RecordLine, parse_line
 
 RawLine = tuple[int, bytes | None, int]  # line number, content (None: too long), bytes consumed
@@ -121,7 +122,7 @@ class Preparer:
                     tuple(due_from_birth(birth, today)),
                     birth,
                 )
-                out.archives.append((no, meta, self._archive_row(line, now)))
+                out.archives.append((no, meta, self._archive_row(line, now, today)))
             else:
                 row, normal = self._record_row(line, now)
                 due = due_from_record(line.kind, line.date, line.next_due_date, line.payload)
@@ -139,8 +140,9 @@ class Preparer:
                 out.count_unknown(line.kind, line.payload)
         return out
 
-    def _archive_row(self, x: ArchiveLine, now: dt.datetime) -> dict[str, Any]:
+    def _archive_row(self, x: ArchiveLine, now: dt.datetime, today: dt.date) -> dict[str, Any]:
         fields = x.personal_fields()
+        member, review_on = key_group(fields, today)
         fields["labels"] = {k: v.to_json() for k, v in label_basic_info(x.basic_info, self._privacy).items()}
         return {
             "public_id": new_public_id(),
@@ -151,6 +153,8 @@ class Preparer:
             "status": x.status,
             "open_to_resident": x.open_to_resident,
             "completeness": x.completeness,
+            "key_group": member,
+            "key_group_review_on": review_on,
             "sealed": self._keys.seal(fields, f"archive:{x.upstream_id}"),
             "key_id": self._keys.active_key,
             **archive_indexes(self._keys, fields),

@@ -1,0 +1,5 @@
+"""Staff pages: audit (see the package docstring)."""
+
+from __future__ import annotations
+
+routes: list = []

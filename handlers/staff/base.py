@@ -1,0 +1,63 @@
+"""StaffHandler: every 工作台 route. No session → the staff login page (401 for the API); a
+resident session → 403; a staff session whose member is disabled, or whose SMS factor is more
+than 12 hours old → the session ends and the login page comes back. Each handler names the
+ability it needs (``scope.ABILITIES``): a role without it → 403. Objects outside the member's scope
+are the caller's 404 (``require_scope``)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from wechat_backend.errors import Forbidden, NotFound, NotLoggedIn
+from wechat_backend.staff.scope import ROLE_LABELS, StaffMember, covers, may
+
+from ..base import BaseHandler
+
+
+class StaffHandler(BaseHandler):
+    ability = "home"
+    member: StaffMember
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    @property
+    def is_api(self) -> bool:
+        return self.request.path.startswith("/staff/api/") or super().is_api
+
+    async def prepare(self) -> None:
+        self.request_id = secrets.token_hex(8)
+        self.set_header("X-Request-Id", self.request_id)
+        session = await self._load_session()
+        if session is not None and session.kind != "staff":
+            self.current_user = session
+            raise Forbidden("这是工作人员页面，请从公众号“工作台”菜单进入")
+        member = await self.services.staff.load(session.identity_id) if session is not None else None
+        if session is not None and member is None:
+            await self.services.web_sessions.close(session.id)  # disabled, or the SMS factor is stale
+        if member is None:
+            self.current_user = None
+            if self.is_api or self.request.method not in ("GET", "HEAD"):
+                raise NotLoggedIn("登录已过期，请重新登录工作台")
+            self.redirect(self.reverse_url("staff_login") + "?" + urlencode({"next": self.request.uri}))
+            return
+        self.current_user = session
+        self.member = member
+        if not may(member, self.ability):
+            raise Forbidden()
+        self._xsrf_ready = True
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and self.settings.get("xsrf_cookies"):
+            self.check_xsrf_cookie()
+
+    def require_scope(self, county_code: str | None, institution_code: str | None = None) -> None:
+        """An object outside the member's scope is the same 404 as one that does not exist."""
+        if not covers(self.member, county_code, institution_code):
+            raise NotFound()
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        ns = super().get_template_namespace()
+        member = getattr(self, "member", None)
+        ns.update(member=member, role_label=ROLE_LABELS.get(member.role, "") if member else "", may=may)
+        return ns

@@ -1,0 +1,5 @@
+"""Staff pages: posters (see the package docstring)."""
+
+from __future__ import annotations
+
+routes: list = []
