@@ -1,5 +1,17 @@
-"""Staff pages: archives (see the package docstring)."""
+"""Staff pages: archives (placeholder: replace this module, keeping the route name ``staff_archives``)."""
 
 from __future__ import annotations
 
-routes: list = []
+from tornado.web import url
+
+from wechat_backend.errors import NotFound
+
+from .base import StaffHandler
+
+
+class Placeholder(StaffHandler):
+    async def get(self) -> None:
+        raise NotFound()
+
+
+routes = [url(r"/staff/archives", Placeholder, name="staff_archives")]

@@ -1,5 +1,17 @@
-"""Staff pages: audit (see the package docstring)."""
+"""Staff pages: audit (placeholder: replace this module, keeping the route name ``staff_audit``)."""
 
 from __future__ import annotations
 
-routes: list = []
+from tornado.web import url
+
+from wechat_backend.errors import NotFound
+
+from .base import StaffHandler
+
+
+class Placeholder(StaffHandler):
+    async def get(self) -> None:
+        raise NotFound()
+
+
+routes = [url(r"/staff/audit", Placeholder, name="staff_audit")]

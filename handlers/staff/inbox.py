@@ -1,5 +1,17 @@
-"""Staff pages: inbox (see the package docstring)."""
+"""Staff pages: inbox (placeholder: replace this module, keeping the route name ``staff_inbox``)."""
 
 from __future__ import annotations
 
-routes: list = []
+from tornado.web import url
+
+from wechat_backend.errors import NotFound
+
+from .base import StaffHandler
+
+
+class Placeholder(StaffHandler):
+    async def get(self) -> None:
+        raise NotFound()
+
+
+routes = [url(r"/staff/inbox", Placeholder, name="staff_inbox")]

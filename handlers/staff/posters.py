@@ -1,5 +1,17 @@
-"""Staff pages: posters (see the package docstring)."""
+"""Staff pages: posters (placeholder: replace this module, keeping the route name ``staff_posters``)."""
 
 from __future__ import annotations
 
-routes: list = []
+from tornado.web import url
+
+from wechat_backend.errors import NotFound
+
+from .base import StaffHandler
+
+
+class Placeholder(StaffHandler):
+    async def get(self) -> None:
+        raise NotFound()
+
+
+routes = [url(r"/staff/posters", Placeholder, name="staff_posters")]
