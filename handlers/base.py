@@ -121,6 +121,18 @@ class BaseHandler(tornado.web.RequestHandler):
         session_id = self.get_cookie(session_cookie_name(self.services.settings.server.public_base_url))
         return await store.load(session_id) if store and session_id else None
 
+    def set_staff_cookie(self, session_id: str) -> None:
+        """The staff session's cookie: HttpOnly, SameSite=Strict (the 工作台 is never entered from
+        another site's link with its session), a browser-session cookie the server times out."""
+        self.set_cookie(
+            staff_cookie_name(self.services.settings.server.public_base_url),
+            session_id,
+            path="/",
+            httponly=True,
+            secure=self.https,
+            samesite="Strict",
+        )
+
     def set_session_cookie(self, session_id: str) -> None:
         """Only the random id goes into the cookie; a browser-session cookie, the server times it out."""
         self.set_cookie(
@@ -185,6 +197,11 @@ class BaseHandler(tornado.web.RequestHandler):
 def session_cookie_name(public_base_url: str) -> str:
     """``__Host-wb_session`` (Secure, Path=/, no Domain) when the site is served over https."""
     return "__Host-wb_session" if public_base_url.startswith("https://") else "wb_session"
+
+
+def staff_cookie_name(public_base_url: str) -> str:
+    """The staff session's own cookie (``__Host-`` under https, as the resident's)."""
+    return "__Host-wb_staff" if public_base_url.startswith("https://") else "wb_staff"
 
 
 class NotFoundHandler(BaseHandler):

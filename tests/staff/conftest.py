@@ -73,7 +73,7 @@ async def staff_web(people: Live) -> AsyncIterator[Any]:  # noqa: F811
         http = httpx.AsyncClient(
             trust_env=False,
             timeout=20,
-            cookies={"wb_session": session_id, "_xsrf": token},
+            cookies={"wb_staff": session_id, "_xsrf": token},
             headers={"X-XSRFToken": token},
         )
         clients.append(http)

@@ -46,6 +46,15 @@ class WeChatError(Exception):
         super().__init__(f"WeChat {api}: {detail}")
 
 
+@dataclass(frozen=True)
+class QrTicket:
+    """A parametric QR code: the ticket (for showqrcode) and the URL the QR code encodes."""
+
+    ticket: str
+    url: str
+    expire_seconds: int | None
+
+
 class WeChatApiError(WeChatError):
     """The platform answered with a non-zero ``errcode`` (wechatpy's ``WeChatClientException``)."""
 
@@ -314,6 +323,22 @@ class WeChatApi:
         """查询自定义菜单（含个性化菜单 ``conditionalmenu``）。
         https://developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Querying_Custom_Menus.html"""
         return await self.get_json("cgi-bin/menu/get")
+
+    # ------------------------------------------------------------------ QR codes
+
+    async def create_qrcode(self, scene_str: str, *, expire_seconds: int | None = None) -> QrTicket:
+        """生成带参数的二维码。``expire_seconds`` None: 永久二维码（QR_LIMIT_STR_SCENE，最多 10 万个）；
+        否则临时二维码（QR_STR_SCENE，最长 30 天）。扫码关注的事件带回 ``qrscene_<scene_str>``，
+        已关注者扫码是 SCAN 事件，EventKey 为 ``scene_str``。
+        https://developers.weixin.qq.com/doc/offiaccount/Account_Management/Generating_a_Parametric_QR_Code.html"""
+        body: dict[str, Any] = {
+            "action_name": "QR_LIMIT_STR_SCENE" if expire_seconds is None else "QR_STR_SCENE",
+            "action_info": {"scene": {"scene_str": scene_str}},
+        }
+        if expire_seconds is not None:
+            body["expire_seconds"] = expire_seconds
+        answer = await self.post_json("cgi-bin/qrcode/create", body)
+        return QrTicket(str(answer["ticket"]), str(answer["url"]), answer.get("expire_seconds"))
 
     # ------------------------------------------------------------------ user tags
 
