@@ -17,11 +17,13 @@ leaves no gap, so the head (last seq and mac) is also kept outside the table: in
 atomically, and only forwards). A sealer that finds that file ahead of the table, or disagreeing
 with it, stops sealing rather than chain new rows over the evidence.
 
-Retention: :meth:`AuditChain.checkpoint` records the head's (seq, mac), tagged with the key;
-rows with ``seq`` up to a checkpoint may then be deleted and :meth:`AuditChain.verify` starts from
-the newest checkpoint below the first remaining row. The window this does not cover: a row is
-unprotected between its commit and its sealing (seconds), and whoever holds the audit key can
-rewrite the chain.
+Retention: :meth:`AuditChain.checkpoint` records the head's (seq, mac), tagged with the key, and
+:meth:`AuditChain.checkpoint_at` a chosen row's, after recomputing the macs up to it; rows with
+``seq`` up to a checkpoint may then be deleted and :meth:`AuditChain.verify` starts from the newest
+checkpoint below the first remaining row, and steps over a gap that ends at a checkpoint (a
+retention run deletes from the checkpoint downwards, so one cut short leaves just such a gap).
+The window this does not cover: a row is unprotected between its commit and its sealing
+(seconds), and whoever holds the audit key can rewrite the chain.
 """
 
 from __future__ import annotations
@@ -237,6 +239,7 @@ _ADVANCE = (
     .values(seq=bindparam("h_seq"), mac=bindparam("h_mac"), sealed_at=bindparam("h_at"))
 )
 _PAGE = select(LOG).where(LOG.c.seq > bindparam("after")).order_by(LOG.c.seq).limit(bindparam("limit"))
+_UPTO = _PAGE.where(LOG.c.seq <= bindparam("upto"))
 
 
 # --------------------------------------------------------------------------- the service
@@ -346,6 +349,54 @@ class AuditChain:
             await s.execute(insert(CHECKPOINTS).values(seq=head.seq, mac=head.mac, at=at, tag=tag))
         return Checkpoint(head.seq, head.mac, at)
 
+    async def checkpoint_at(self, seq: int, *, page: int = 5000) -> Checkpoint:
+        """Record sealed row ``seq``'s (seq, mac) as a checkpoint, so that retention may delete the
+        rows up to it. The macs from where :meth:`verify` would start up to ``seq`` are recomputed
+        first: a checkpoint never vouches for rows that do not verify (raises :class:`ChainBroken`
+        naming the first problem, recording nothing). The same one when it exists already."""
+        row_key, cp_key = self._chain_keys()
+        async with self._sessions() as s:
+            rows = (await s.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.seq <= seq))).all()
+            first = await s.scalar(select(func.min(LOG.c.seq)))
+        checkpoints = {
+            r.seq: Checkpoint(r.seq, bytes(r.mac), r.at)
+            for r in rows
+            if checkpoint_tag(cp_key, r.seq, bytes(r.mac), r.at) == bytes(r.tag)
+        }
+        if seq in checkpoints:
+            return checkpoints[seq]
+        below = [c for c in checkpoints if first is not None and c < first]
+        at, prev = (max(below), checkpoints[max(below)].mac) if below else (0, GENESIS)
+        problem = None
+        while at < seq and problem is None:
+            async with self._sessions() as s:
+                page_rows = (await s.execute(_UPTO, {"after": at, "upto": seq, "limit": page})).mappings().all()
+            for row in page_rows:
+                cut = checkpoints.get(row["seq"] - 1)
+                if row["seq"] != at + 1 and cut is not None:  # retention's gap (verify steps over it too)
+                    at, prev = cut.seq, cut.mac
+                stored = bytes(row["mac"]) if row["mac"] is not None else None
+                if row["seq"] != at + 1:
+                    problem = Problem("deleted", at + 1, row["id"], until=row["seq"] - 1)
+                elif stored is None or row_mac(row_key, prev, row) != stored:
+                    problem = Problem("edited", row["seq"], row["id"])
+                if problem is not None:
+                    break
+                at, prev = row["seq"], stored
+            if not page_rows and problem is None:
+                problem = Problem("deleted", at + 1, until=seq)
+        async with self._sessions.begin() as s:
+            await self._lock(s)  # one writer of checkpoints at a time
+            got = (await s.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.seq == seq))).first()
+            if got is not None and checkpoint_tag(cp_key, got.seq, bytes(got.mac), got.at) == bytes(got.tag):
+                return Checkpoint(got.seq, bytes(got.mac), got.at)  # another run made it meanwhile
+            if problem is not None:
+                raise ChainBroken(problem)
+            now = self._clock.now()
+            tag = checkpoint_tag(cp_key, seq, prev, now)
+            await s.execute(insert(CHECKPOINTS).values(seq=seq, mac=prev, at=now, tag=tag))
+        return Checkpoint(seq, prev, now)
+
     async def _lock(self, s: AsyncSession) -> Head:
         got = (await s.execute(_LOCK)).first()
         if got is None:
@@ -411,11 +462,16 @@ class AuditChain:
             wanted.add(witness.seq)
         macs = {start.seq: start.mac}  # seq -> mac stored, for the witnesses and checkpoints
         seq, prev, checked = start.seq, start.mac, 0
+        retired = start.seq  # rows up to here are gone behind a checkpoint
         while True:
             async with self._sessions() as s:
                 rows = (await s.execute(_PAGE, {"after": seq, "limit": page})).mappings().all()
             for row in rows:
                 stored = bytes(row["mac"]) if row["mac"] is not None else None
+                cut = checkpoints.get(row["seq"] - 1)
+                if row["seq"] != seq + 1 and cut is not None:  # retention's gap: go on from its checkpoint
+                    seq, prev, retired = cut.seq, cut.mac, cut.seq
+                    macs[seq] = prev
                 if row["seq"] != seq + 1:  # the row before is gone: this one cannot be checked
                     found(Problem("deleted", seq + 1, row["id"], until=row["seq"] - 1))
                 else:
@@ -428,6 +484,10 @@ class AuditChain:
                     macs[seq] = prev
             if len(rows) < page:
                 break
+        beyond = [c for c in checkpoints if c > seq]
+        if beyond:  # the table ends inside retention's gap (a run cut short, or every row gone)
+            seq = retired = max(beyond)
+            macs[seq] = checkpoints[seq].mac
         # The ends: checkpoints, the head row, the head file.
         for c in sorted(wanted & checkpoints.keys()):
             if c in macs and macs[c] != checkpoints[c].mac:
@@ -438,7 +498,7 @@ class AuditChain:
             at_mac = bytes(at.mac) if at.mac is not None else GENESIS
             if at.seq > seq:
                 found(Problem("newest_deleted", seq + 1, until=at.seq, witness=name))
-            elif at.seq < start.seq:
+            elif at.seq < start.seq or (at.seq < retired and at.seq not in macs):
                 head_file_state = "retired" if name == "file" else head_file_state
             elif macs.get(at.seq) != at_mac:
                 found(Problem("head_mismatch", at.seq, witness=name))
