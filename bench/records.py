@@ -770,6 +770,7 @@ async def load_readers(url: URL, keyring: KeyRing, today: dt.date) -> tuple[list
     try:
         rows = await conn.fetch(
             "SELECT b.identity_id, a.id, a.public_id, a.upstream_id, a.sealed, a.status, a.open_to_resident,"
+            " a.open_override,"
             " c.opening AS county_open, c.phase, i.name AS institution, i.consult_phone"
             " FROM bindings b JOIN archives a ON a.id = b.archive_id"
             " LEFT JOIN counties c ON c.code = a.county_code LEFT JOIN institutions i ON i.code = a.institution_code"

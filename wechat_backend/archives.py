@@ -27,6 +27,14 @@ class ArchiveLike(Protocol):
     sealed: bytes
     status: str
     open_to_resident: bool
+    open_override: bool | None
+
+
+def opened(open_override: bool | None, open_to_resident: bool) -> bool:
+    """是否开放给居民 as every reader takes it: the staff's local decision when there is one, else the
+    upstream's flag. An import writes only ``open_to_resident``, so a local decision stands until
+    staff set it back to 跟随上游 (None). SQL says the same: ``stats.tally.opened_clause``."""
+    return open_to_resident if open_override is None else open_override
 
 
 def open_fields(keys: KeyRing, archive: ArchiveLike) -> dict[str, Any]:
@@ -78,6 +86,7 @@ def with_place(*extra: ColumnElement[Any]) -> Select[Any]:
             a.sealed,
             a.status,
             a.open_to_resident,
+            a.open_override,
             c.opening.label("county_open"),
             c.phase,
             i.name.label("institution"),
@@ -107,7 +116,7 @@ def decide(archive: ArchiveLike, fields: Mapping[str, Any], place: Place, today:
         VisibilityInput(
             county_open=place.county_open,
             phase=place.phase,
-            open_to_resident=archive.open_to_resident,
+            open_to_resident=opened(archive.open_override, archive.open_to_resident),
             status=archive.status,
             birth_date=dt.date.fromisoformat(fields["birth_date"]),
             programmes=frozenset(fields.get("programmes") or ()),

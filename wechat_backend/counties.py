@@ -42,8 +42,16 @@ class CountyService:
         ]
 
     async def set(
-        self, code: str, *, opening: bool | None = None, phase: str | None = None, actor: str = "cli"
+        self,
+        code: str,
+        *,
+        opening: bool | None = None,
+        phase: str | None = None,
+        actor: str = "cli",
+        actor_type: str = "system",
     ) -> CountyView:
+        """Change one county's switch and/or phase; audited as ``county_set`` by ``actor_type``/``actor``
+        (the CLI: ``system``/``cli``; the 工作台: ``staff``/``StaffMember.actor_id``)."""
         if phase is not None and phase not in PHASES:
             raise BadInput("phase", "开放阶段应为 key_populations（重点人群）或 all（全部居民）")
         async with self._sessions.begin() as s:
@@ -56,7 +64,7 @@ class CountyService:
                 county.phase = phase
             audit.record(
                 s,
-                actor_type="system",
+                actor_type=actor_type,
                 actor_id=actor,
                 action="county_set",
                 detail={"county": code, "opening": county.opening, "phase": county.phase},

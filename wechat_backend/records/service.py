@@ -51,6 +51,7 @@ from .views import (
 )
 
 READ = "archive_read"  # the audit action of every read of archive data by a resident
+STAFF_READ = "staff_archive_view"  # a staff member opening the archive in the 工作台 (staff/opening.py)
 PAGE_SIZE = 20
 NOTE_MAX = 8
 
@@ -96,7 +97,11 @@ RECORDS_OF_MANY = _RECORD_COLUMNS.add_columns(RECORDS.c.archive_id).where(
 RECORD_BY_PUBLIC_ID = select(RECORDS.c.archive_id).where(RECORDS.c.public_id == bindparam("record"))
 READS_OF = (
     select(AuditEvent.at, AuditEvent.actor_type, AuditEvent.actor_id, AuditEvent.detail)
-    .where(AuditEvent.archive_id == bindparam("archive_pk"), AuditEvent.action == READ, AuditEvent.result == "ok")
+    .where(
+        AuditEvent.archive_id == bindparam("archive_pk"),
+        AuditEvent.action.in_((READ, STAFF_READ)),
+        AuditEvent.result == "ok",
+    )
     .order_by(AuditEvent.id.desc())
     .limit(bindparam("limit"))
 )

@@ -179,9 +179,13 @@ def access_entry(read: Any, relations: Mapping[int, str], institution_code: str)
     if section not in SECTION_TITLES:
         return {"at": at, "actor": "工作人员", "section": "工作人员查阅档案"}
     own = detail.get("institution_code") == institution_code
+    if detail.get("role") in ("county", "city"):
+        actor = "卫生健康行政部门工作人员"
+    else:
+        actor = "建档机构工作人员" if own else "其他医疗卫生机构工作人员"
     return {
         "at": at,
-        "actor": "建档机构工作人员" if own else "其他医疗卫生机构工作人员",
+        "actor": actor,
         "section": SECTION_TITLES[section],
     }
 
