@@ -455,7 +455,7 @@ async def test_followup_past_the_budget_is_sent_by_customer_service(services: Se
         (replies.ARCHIVE, "查看健康档案"),
         (replies.FOLLOWUP, "您还没有绑定健康档案"),
         (replies.HELP, "回复下面的词语"),
-        (replies.FEEDBACK, "暂时还不能留言"),
+        (replies.FEEDBACK, "发送“留言”加上您的问题"),
         ("NO_SUCH_KEY", "没有看懂"),
     ],
 )
@@ -474,7 +474,7 @@ async def test_menu_clicks_get_their_answer(services: Services, key: str, says: 
         ("体检", "绑定后，在这里可以看到下次随访、体检的日期"),
         ("帮助", "随访 — 查看下次随访、体检日期和提醒设置"),
         ("？", "绑定 — 绑定本人或家人的健康档案"),
-        ("留言", "公众号暂时还不能留言"),
+        ("留言", "发送“留言”加上您的问题"),
     ],
 )
 async def test_text_keywords_get_their_answer(services: Services, content: str, says: str) -> None:
@@ -709,7 +709,7 @@ async def test_a_retry_of_a_message_whose_line_is_read_from_the_database_waits_f
     query, body = safe_request(fixture("text", Content="留言"))
     first, second = await asyncio.gather(cb.handle(query, body), cb.handle(query, body))
     assert open_envelope(first.body) == open_envelope(second.body)
-    assert "暂时还不能留言" in element(open_envelope(first.body), "Content")
+    assert "发送“留言”加上您的问题" in element(open_envelope(first.body), "Content")
     assert cb.counts["processed"] == 1 and cb.counts["retried"] == 1
 
 

@@ -36,9 +36,9 @@ def test_only_help_feedback_and_the_fallback_need_the_contact() -> None:
 
 # --------------------------------------------------------------------------- no dead ends
 
-# Nothing the account does yet: 留言 (a message box). Reminder pushes go only for kinds with a
-# template configured, which ``answer`` does not know: only ``upcoming`` may speak of them.
-PROMISES = ("会提醒", "前收到提醒", "也会提醒", "提醒您", "点“留言”", "写下您的问题", "工作人员会在", "留言给")
+# Reminder pushes go only for kinds with a template configured, which ``answer`` does not know:
+# only ``upcoming`` may speak of them.
+PROMISES = ("会提醒", "前收到提醒", "也会提醒", "提醒您")
 
 
 @pytest.mark.parametrize("key", [*replies.MENU_KEYS, ""])
@@ -108,12 +108,12 @@ def test_upcoming_stays_far_below_the_passive_reply_limit() -> None:
     assert len(upcoming(many, DUE_KINDS).encode()) < 1024
 
 
-def test_feedback_gives_the_institutions_phone_instead_of_a_button() -> None:
+def test_feedback_says_how_to_ask_where_answers_are_and_whom_to_call() -> None:
     text = replies.answer(replies.FEEDBACK, HOME, replies.Contact("莘县燕店镇卫生院", "0635-7123456"))
-    assert "暂时还不能留言" in text and "莘县燕店镇卫生院咨询电话：0635-7123456" in text
-    assert HOME not in text  # nothing to open: no page takes a message
+    assert "发送“留言”加上您的问题" in text and "莘县燕店镇卫生院咨询电话：0635-7123456" in text
+    assert HOME.rsplit("/", 1)[0] + "/feedback" in text  # 我的留言
     unknown = replies.answer(replies.FEEDBACK, HOME, replies.Contact())
-    assert "暂时还不能留言" in unknown and "建档机构" in unknown
+    assert "发送“留言”加上您的问题" in unknown and "建档机构" in unknown
 
 
 def test_the_archive_answer_lists_the_sections_that_exist() -> None:

@@ -13,8 +13,11 @@ EXAM_DUE = "exam_due"
 CHILD_CHECK_DUE = "child_check_due"
 PRENATAL_DUE = "prenatal_due"
 BINDING_ADDED = "binding_added"
+# A staff answer to the resident's question (留言), when the customer-service text cannot go
+# (feedback/delivery.py). Not a reminder: never among the kinds a resident chooses (CHOOSABLE).
+FEEDBACK_ANSWERED = "feedback_answered"
 
-KINDS = (RECORD_ADDED, FOLLOWUP_DUE, EXAM_DUE, CHILD_CHECK_DUE, PRENATAL_DUE, BINDING_ADDED)
+KINDS = (RECORD_ADDED, FOLLOWUP_DUE, EXAM_DUE, CHILD_CHECK_DUE, PRENATAL_DUE, BINDING_ADDED, FEEDBACK_ANSWERED)
 DUE_KINDS = (FOLLOWUP_DUE, EXAM_DUE, CHILD_CHECK_DUE, PRENATAL_DUE)
 # What a resident may turn off, per archive (not the security alert).
 CHOOSABLE = (RECORD_ADDED, *DUE_KINDS)
@@ -28,6 +31,7 @@ WORDS = {
     CHILD_CHECK_DUE: "儿童健康检查提醒",
     PRENATAL_DUE: "孕期检查提醒",
     BINDING_ADDED: "档案被绑定提醒",
+    FEEDBACK_ANSWERED: "留言已回复",
 }
 
 # What the settings page and the 随访提醒 answer call each kind.

@@ -1,7 +1,8 @@
 """What a push says: the template message's fields and link, from the row's sealed payload. Pure.
 
 The payload (sealed in the outbox row) holds only ``archive`` and ``record`` public ids, ``date``,
-``institution``, and ``name`` (None for the person's own archive, else the masked name). Under the
+``institution``, and ``name`` (None for the person's own archive, else the masked name); a
+``feedback_answered`` push holds the question's public id (``feedback``) instead of an archive. Under the
 2023 rules a template has no first line, remark or colour, and each value is at most 20
 characters with no line break: longer values are cut (with "…").
 """
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import TemplateSpec
-from .kinds import RECORD_ADDED, WORDS
+from .kinds import FEEDBACK_ANSWERED, RECORD_ADDED, WORDS
 
 MAX_VALUE = 20
 
@@ -57,6 +58,8 @@ def link(public_base_url: str, kind: str, payload: Mapping[str, Any]) -> str:
     """The page the push opens (a page without a session sends the browser through OAuth first):
     the new record, else the archive."""
     base = public_base_url.rstrip("/")
+    if kind == FEEDBACK_ANSWERED and payload.get("feedback"):  # the answer page, for its asker only
+        return f"{base}/r/feedback/{payload['feedback']}"
     if kind == RECORD_ADDED and payload.get("record"):
         return f"{base}/r/records/{payload['record']}"
     if payload.get("archive"):

@@ -74,8 +74,8 @@ def contact_line(contact: Contact | str) -> str:
 
 
 # What a resident can read once an archive is bound (the archive pages under /r/); the welcome and
-# the 档案 answer list it. No 留言 yet, and reminders go only for kinds with a template configured:
-# only :func:`upcoming`, which is told which kinds are pushed, speaks of reminders coming.
+# the 档案 answer list it. Reminders go only for kinds with a template configured: only
+# :func:`upcoming`, which is told which kinds are pushed, speaks of reminders coming.
 ARCHIVE_CONTENTS = "基本信息、健康体检、慢病随访、孕产妇和儿童保健记录、变化趋势，以及谁查看了档案"
 
 
@@ -110,15 +110,23 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
             "回复“绑定”查看步骤，或打开：\n"
             f"{home_url}"
         )
-    if key == FEEDBACK:
-        return f"留言咨询：公众号暂时还不能留言，有问题请直接打电话咨询。\n{contact_line(contact)}"
+    if key == FEEDBACK:  # how to ask; a text "留言 …" itself is taken by feedback/ (the callback)
+        feedback_url = home_url.rsplit("/", 1)[0] + "/feedback"
+        return (
+            "留言咨询：发送“留言”加上您的问题，例如：\n"
+            "留言 降压药是饭前吃还是饭后吃？\n\n"
+            "建档机构的工作人员看到后会回复，回复会通过公众号消息通知您。"
+            "也可以在档案页面点“留言”。我的留言和回复：\n"
+            f"{feedback_url}\n\n"
+            f"{contact_line(contact)}"
+        )
     if key == HELP:
         return (
             "回复下面的词语即可使用：\n"
             "绑定 — 绑定本人或家人的健康档案\n"
             "档案 — 查看健康档案\n"
             "随访 — 查看下次随访、体检日期和提醒设置\n"
-            "留言 — 查询建档机构的咨询电话\n"
+            "留言 — 向建档机构提问（如：留言 降压药怎么吃）\n"
             "帮助 — 显示本说明\n\n"
             f"{contact_line(contact)}"
         )
@@ -126,7 +134,11 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
 
 
 def fallback(contact: Contact | str) -> str:
-    return f"抱歉，没有看懂您的意思。\n请回复：绑定、档案、随访、留言 或 帮助。\n\n{contact_line(contact)}"
+    return (
+        "抱歉，没有看懂您的意思。\n请回复：绑定、档案、随访、留言 或 帮助。\n"
+        "想问建档机构的工作人员，请发送“留言 您的问题”。\n\n"
+        f"{contact_line(contact)}"
+    )
 
 
 def upcoming(
