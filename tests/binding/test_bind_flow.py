@@ -142,6 +142,7 @@ async def test_consent_comes_first(resident: Any) -> None:
 NOTICE_DIGESTS = {
     "2026-11": "95ff21c7e3a58ca070a57a97988cb09d1d94273f189d515cce87901fb8b6a06c",
     "2026-12": "a86191e64c0a94c671d863baa32ae47b87774e9b52c0df64e6ff6f8b8c1d4cc6",
+    "2026-12b": "7e37f4c7a1c67e90af5ba5cf5fcc27f69ad1a693ba0b44a500062981dd104593",
 }
 
 
@@ -152,9 +153,10 @@ def test_new_words_in_the_privacy_notice_come_with_a_new_version() -> None:
     )
 
 
-def test_the_privacy_notice_promises_no_reminders_and_no_message_box() -> None:
+def test_the_privacy_notice_names_the_reminders_and_who_reads_questions() -> None:
     text = "".join(NOTICE_PARAGRAPHS)
-    assert "提醒" not in text and "留言" not in text and "推送" not in text
+    assert "提醒设置" in text  # reminders exist, and can be turned off there
+    assert "留言" in text and "授权工作人员" in text  # who reads a resident's questions
     assert "谁查看了档案" in text  # what residents can read about who read theirs
 
 

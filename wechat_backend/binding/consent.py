@@ -15,8 +15,9 @@ from ..errors import BadInput, ConsentRequired
 # The notice's version: agreement is recorded per version, and a new version asks everyone again.
 # Change the text, change the version (tests/binding/test_bind_flow.py pins each version's text).
 # 2026-11: first notice. 2026-12: no promise of reminder pushes or 留言 (neither exists yet);
-# names the trends and the access log residents can read.
-NOTICE_VERSION = "2026-12"
+# names the trends and the access log residents can read. 2026-12b: names the reminders and record
+# notices (and how to turn them off) and 留言 (who reads questions), both of which now exist.
+NOTICE_VERSION = "2026-12b"
 
 NOTICE_TITLE = "健康档案查询隐私说明"
 
@@ -33,7 +34,11 @@ NOTICE_PARAGRAPHS = (
     "档案的本人可以看到有哪些微信账号绑定了自己的档案，并可随时解除；县卫生健康局和建档机构的授权工作人员可以查看访问记录，用于安全审计。",
     "五、怎样解除：在“我的档案”中点“解除绑定”即可，解除后该微信不再能查看这份档案。",
     "六、未满14周岁的儿童：须由父母或其他监护人绑定，监护人同意本说明即代表为孩子同意。",
-    "七、如有疑问或发现信息有误，请联系建档机构（社区卫生服务中心或乡镇卫生院）。",
+    "七、提醒和通知：绑定后，公众号会在随访、体检到期前和有新的服务记录时给关注公众号的您发消息，"
+    "消息只写类型、日期和机构，不含诊断和检查结果；可在“提醒设置”中按档案关闭。",
+    "八、留言：您在公众号中的留言，由建档机构（没有绑定档案时为您扫码关注的机构或市级）的授权工作人员阅读并回复，"
+    "留言和回复加密保存，只有您和负责的工作人员能看到。",
+    "九、如有疑问或发现信息有误，请联系建档机构（社区卫生服务中心或乡镇卫生院）。",
 )
 
 
