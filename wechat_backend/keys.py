@@ -1,5 +1,9 @@
 """``keys rotate``: re-encrypt every sealed row under the active key and rebuild stale blind indexes.
 
+Archives name the blind-index key that made their indexes (``bidx_fp``). The staff table has no such
+column; it is small, so after its rows are resealed every row's phone index is recomputed and
+written where it differs (:meth:`KeyRotation._reindex`): a new ``blind_index_key`` alone is caught too.
+
 Works in batches, one transaction each, walking ids upwards, so it can be interrupted at any moment
 and simply run again: rows already done carry the active key id and fingerprint and are skipped.
 Each write is guarded by the ciphertext it replaces, so a row that an import changed meanwhile is
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .blind_index import archive_indexes
 from .crypto import DecryptError, KeyRing, key_id_of
-from .db.models import Archive, Binding, Feedback, Notification, ServiceRecord
+from .db.models import Archive, Binding, Feedback, Notification, ServiceRecord, Staff
 
 
 class RotationError(Exception):
@@ -31,6 +35,13 @@ class Target:
     aad_prefix: str
     aad_column: str
     blind_indexes: bool = False
+    # Blind-index columns of a table without ``bidx_fp``, from the clear fields: checked row by row.
+    indexes: Callable[[KeyRing, dict[str, Any]], dict[str, Any]] | None = None
+
+
+def staff_indexes(keys: KeyRing, fields: dict[str, Any]) -> dict[str, Any]:
+    """A staff row's blind index: its phone's (``phone`` purpose, as archives')."""
+    return {"phone_bidx": keys.blind_index("phone", fields.get("phone") or "")}
 
 
 TARGETS = (
@@ -39,6 +50,7 @@ TARGETS = (
     Target("notifications", Notification.__table__, "notification", "dedup_key"),
     Target("feedback", Feedback.__table__, "feedback", "public_id"),
     Target("bindings", Binding.__table__, "binding", "public_id"),
+    Target("staff", Staff.__table__, "staff", "public_id", indexes=staff_indexes),
 )
 
 
@@ -57,15 +69,21 @@ class KeyRotation:
 
     async def pending(self) -> dict[str, int]:
         async with self._sessions() as s:
-            return {
+            counts = {
                 t.name: await s.scalar(select(func.count()).select_from(t.table).where(self._stale(t))) or 0
                 for t in TARGETS
             }
+        for t in TARGETS:
+            if t.indexes is not None:
+                counts[t.name] += len(await self._misindexed(t))
+        return counts
 
     async def run(self, progress: Callable[[int], None] | None = None) -> dict[str, int]:
         done: dict[str, int] = {}
         for t in TARGETS:
             done[t.name] = await self._rotate(t, progress)
+            if t.indexes is not None:
+                done[t.name] += await self._reindex(t, progress)
         return done
 
     def update_statement(self, t: Target) -> Any:
@@ -75,6 +93,8 @@ class KeyRotation:
         values: dict[str, Any] = {"sealed": bindparam("b_sealed"), "key_id": bindparam("b_key_id")}
         if t.blind_indexes:
             values |= {k: bindparam(f"b_{k}") for k in archive_indexes(self._keys, {})}
+        elif t.indexes is not None:
+            values |= {k: bindparam(f"b_{k}") for k in t.indexes(self._keys, {})}
         return guard.values(**values)
 
     async def _rotate(self, t: Target, progress: Callable[[int], None] | None) -> int:
@@ -118,7 +138,42 @@ class KeyRotation:
         }
         if t.blind_indexes:
             params |= {f"b_{k}": v for k, v in archive_indexes(self._keys, fields).items()}
+        elif t.indexes is not None:
+            params |= {f"b_{k}": v for k, v in t.indexes(self._keys, fields).items()}
         return params
+
+    async def _reindex(self, t: Target, progress: Callable[[int], None] | None) -> int:
+        """Rows under the active key whose indexes another blind-index key made: rewritten in
+        batches (same ciphertext, guarded by it as a reseal is)."""
+        params = await self._misindexed(t)
+        stmt = self.update_statement(t)
+        for start in range(0, len(params), self._batch):
+            batch = params[start : start + self._batch]
+            async with self._sessions.begin() as s:
+                await (await s.connection()).execute(stmt, batch)
+            if progress:
+                progress(len(batch))
+        return len(params)
+
+    async def _misindexed(self, t: Target) -> list[dict[str, Any]]:
+        """Update parameters for each row under the active key whose blind indexes differ from what
+        the current key makes. Read whole: only small tables (staff) are checked this way."""
+        assert t.indexes is not None
+        c = t.table.c
+        names = list(t.indexes(self._keys, {}))
+        query = select(c.id, c.sealed, c[t.aad_column], *(c[n] for n in names))
+        async with self._sessions() as s:
+            rows = (await s.execute(query.where(c.key_id == self._keys.active_key).order_by(c.id))).all()
+        out = []
+        for row_id, sealed, aad_value, *current in rows:
+            try:
+                fresh = t.indexes(self._keys, self._keys.open(sealed, f"{t.aad_prefix}:{aad_value}"))
+            except DecryptError:
+                raise RotationError(f"{t.name} 表第 {row_id} 行无法解密，请检查 [security] keys。") from None
+            if [fresh[n] for n in names] != current:
+                same = {"b_id": row_id, "b_old": sealed, "b_sealed": sealed, "b_key_id": self._keys.active_key}
+                out.append(same | {f"b_{k}": v for k, v in fresh.items()})
+        return out
 
 
 def _safe_key_id(blob: bytes) -> str:

@@ -34,6 +34,10 @@ from .records.service import RecordsService
 from .redis_client import RedisHandle, open_redis
 from .sms import SmsSender, make_sender
 from .staff.accounts import StaffAccounts
+from .staff.bulk_open import BulkOpen
+from .staff.county_settings import CountySettings
+from .staff.login import StaffLogin
+from .staff.opening import ArchiveOpening
 from .web_sessions import SessionStore
 from .wechat.api import WeChatApi, WeChatHttp
 from .wechat.callback import CallbackService
@@ -72,10 +76,15 @@ class Services:
     notify_prefs: NotifyPrefs
     audit_chain: AuditChain
     staff: StaffAccounts
+    staff_login: StaffLogin  # the 工作台's two-factor login (WeChat identity + SMS code)
+    county_settings: CountySettings  # the 工作台's 县级参数
+    opening: ArchiveOpening  # the 工作台's archive lookup and opening decision
+    bulk_open: BulkOpen
     feedback: FeedbackService
 
     async def close(self) -> None:
         await self.callback.drain()  # replies still being worked on in the background
+        await self.bulk_open.drain()  # a bulk opening still running
         self.ingest.close()
         await self.sms.close()
         await self.wechat.close()
@@ -118,6 +127,17 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         quota_flag=QuotaFlag(redis.client if redis else None, f"{prefix}:notify:quota_until"),
     )
     queuer = Queuer(keyring, settings)
+    # Residents' questions: asked by page or by message (the callback), answered from the 工作台.
+    feedback = FeedbackService(
+        settings,
+        sessions,
+        keyring,
+        clock,
+        wechat,
+        identities=identities,
+        outbox=outbox,
+        limits=RateLimits(redis.client if redis else None, clock),
+    )
     binding = BindingService(
         settings,
         sessions=sessions,
@@ -163,6 +183,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
             identities=identities,
             clock=clock,
             send_custom=wechat.send_custom_text,
+            feedback=feedback,
         ),
         metrics=metrics,
         sms=sms,
@@ -176,5 +197,20 @@ async def build_services(settings: Settings, *, clock: Clock | None = None, with
         notify_prefs=NotifyPrefs(sessions, keyring, settings, clock),
         audit_chain=AuditChain(sessions, keyring, settings.security, settings.data_dir, clock),
         staff=StaffAccounts(sessions, keyring, clock, settings.privacy),
-        feedback=FeedbackService(settings, sessions, keyring, clock, wechat),
+        staff_login=StaffLogin(
+            settings,
+            sessions=sessions,
+            keyring=keyring,
+            clock=clock,
+            redis=redis.client if redis else None,
+            binding=binding,
+            sms=sms,
+            wechat=wechat,
+            web_sessions=web_sessions,
+            on_sms=metrics.count_sms,
+        ),
+        county_settings=CountySettings(sessions, keyring),
+        opening=ArchiveOpening(sessions, keyring, clock, settings.privacy),
+        bulk_open=BulkOpen(sessions, redis.client if redis else None, prefix, clock, settings.staff),
+        feedback=feedback,
     )

@@ -1,4 +1,5 @@
-"""SMS for the binding code, behind one small interface (:class:`SmsSender`).
+"""SMS for the binding code and the 工作台 login code, behind one small interface (:class:`SmsSender`).
+Each message kind has its own provider template (``[sms] template_id``, ``staff_template_id``).
 
 * ``console`` (demo only): the message lands in the sandbox's SMS inbox (see :func:`console_inbox_url`).
 * ``tencent``: 腾讯云短信 through ``tencentcloud-sdk-python-sms``.
@@ -12,9 +13,19 @@ The phone is logged masked only; the code never.
 from __future__ import annotations
 
 from ..config import Settings
-from .sender import MESSAGES, OUTCOMES, BindCodeSms, SmsResult, SmsSender
+from .sender import MESSAGES, OUTCOMES, BindCodeSms, CodeSms, SmsResult, SmsSender, StaffCodeSms
 
-__all__ = ["MESSAGES", "OUTCOMES", "BindCodeSms", "SmsResult", "SmsSender", "console_inbox_url", "make_sender"]
+__all__ = [
+    "MESSAGES",
+    "OUTCOMES",
+    "BindCodeSms",
+    "CodeSms",
+    "SmsResult",
+    "SmsSender",
+    "StaffCodeSms",
+    "console_inbox_url",
+    "make_sender",
+]
 
 
 def make_sender(settings: Settings) -> SmsSender:

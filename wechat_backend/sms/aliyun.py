@@ -12,7 +12,7 @@ from Tea.exceptions import TeaException, UnretryableException
 
 from ..config import ConfigError, SmsSettings
 from .sdk import SdkSender, caused_by_timeout, split_endpoint
-from .sender import BindCodeSms, SmsResult
+from .sender import CodeSms, SmsResult, template_for
 
 _OUTCOMES = {
     "OK": "sent",
@@ -55,16 +55,14 @@ class AliyunSender(SdkSender):
             config.protocol, config.endpoint = split_endpoint(settings.endpoint)
         self._client = Client(config)
         self._sign_name = settings.sign_name
-        self._template_code = settings.template_id
 
-    def _send_blocking(self, phone: str, sms: BindCodeSms) -> SmsResult:
+    def _send_blocking(self, phone: str, sms: CodeSms) -> SmsResult:
+        template_code, sms = template_for(self._settings, sms)
         request = SendSmsRequest(
             phone_numbers=phone,
             sign_name=self._sign_name,
-            template_code=self._template_code,
-            template_param=json.dumps(
-                {"name": sms.name_mask, "code": sms.code, "minutes": str(sms.minutes)}, ensure_ascii=False
-            ),
+            template_code=template_code,
+            template_param=json.dumps(sms.named_params(), ensure_ascii=False),
         )
         try:
             response = self._client.send_sms(request)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from .sender import BindCodeSms, SmsResult, log_result
+from .sender import CodeSms, SmsResult, log_result
 
 
 class ConsoleSender:
@@ -20,7 +20,7 @@ class ConsoleSender:
             timeout=httpx.Timeout(timeout_seconds), follow_redirects=False, transport=transport
         )
 
-    async def send(self, phone: str, sms: BindCodeSms) -> SmsResult:
+    async def send(self, phone: str, sms: CodeSms) -> SmsResult:
         if self.url is None:
             return log_result(self.provider, phone, SmsResult.of("error", "no_inbox"))
         try:

@@ -9,7 +9,7 @@ import concurrent.futures
 import logging
 
 from ..config import SmsSettings
-from .sender import BindCodeSms, SmsResult, log_result
+from .sender import CodeSms, SmsResult, log_result
 
 # Sends at once per sender; more wait in the pool's queue, inside the same time bound.
 POOL_SIZE = 8
@@ -69,12 +69,13 @@ class SdkSender:
 
     def __init__(self, settings: SmsSettings) -> None:
         _quiet_sdk_logs()
+        self._settings = settings
         self.timeout_seconds = settings.timeout_seconds
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=POOL_SIZE, thread_name_prefix=f"{_THREAD_PREFIX}-{self.provider}"
         )
 
-    async def send(self, phone: str, sms: BindCodeSms) -> SmsResult:
+    async def send(self, phone: str, sms: CodeSms) -> SmsResult:
         loop = asyncio.get_running_loop()
         try:
             # The timeout cancels a job still waiting in the queue, so it is never sent after the
@@ -88,7 +89,7 @@ class SdkSender:
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _send_blocking(self, phone: str, sms: BindCodeSms) -> SmsResult:
+    def _send_blocking(self, phone: str, sms: CodeSms) -> SmsResult:
         raise NotImplementedError
 
     def __repr__(self) -> str:

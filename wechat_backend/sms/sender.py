@@ -1,4 +1,5 @@
-"""What every SMS provider shares: the message sent, the result, the sender interface, the log line."""
+"""What every SMS provider shares: the messages sent (the binding code, the 工作台 login code), the
+result, the sender interface, the log line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..config import SmsSettings
 from ..privacy import mask_phone
 
 log = logging.getLogger("wechat_backend.sms")
@@ -30,8 +32,8 @@ _CODE = re.compile(r"[A-Za-z0-9._:-]{1,80}")
 
 @dataclass(frozen=True)
 class BindCodeSms:
-    """The binding verification code. The provider template has three parameters, in this order:
-    the masked name, the code, the minutes it stays valid."""
+    """The binding verification code. The provider template (``[sms] template_id``) has three
+    parameters, in this order: the masked name, the code, the minutes it stays valid."""
 
     name_mask: str
     code: str
@@ -39,6 +41,50 @@ class BindCodeSms:
 
     def text(self) -> str:
         return f"您正在绑定{self.name_mask}的健康档案，验证码{self.code}，{self.minutes}分钟内有效。请勿告诉他人。"
+
+    def params(self) -> list[str]:
+        """Tencent's positional template parameters ({1}, {2}, {3})."""
+        return [self.name_mask, self.code, str(self.minutes)]
+
+    def named_params(self) -> dict[str, str]:
+        """Alibaba's named template parameters (${name}, ${code}, ${minutes})."""
+        return {"name": self.name_mask, "code": self.code, "minutes": str(self.minutes)}
+
+
+@dataclass(frozen=True)
+class StaffCodeSms:
+    """The 工作台 login code. Its own template (``[sms] staff_template_id``) has two parameters, in
+    this order: the code, the minutes it stays valid (Alibaba: ``${code}``, ``${minutes}``)."""
+
+    code: str
+    minutes: int
+
+    def text(self) -> str:
+        return f"您正在登录健康档案工作台，验证码{self.code}，{self.minutes}分钟内有效。如非本人操作请忽略。"
+
+    def params(self) -> list[str]:
+        return [self.code, str(self.minutes)]
+
+    def named_params(self) -> dict[str, str]:
+        return {"code": self.code, "minutes": str(self.minutes)}
+
+
+CodeSms = BindCodeSms | StaffCodeSms
+"""A message a provider can send: each kind has its own template and parameters."""
+
+# Where a staff code goes in the binding template when no staff template is configured.
+STAFF_IN_BIND_TEMPLATE = "工作台"
+
+
+def template_for(settings: SmsSettings, sms: CodeSms) -> tuple[str, CodeSms]:
+    """The provider template id for ``sms``, and the message in that template's shape: a staff
+    code goes with ``staff_template_id``; while that is empty, with ``template_id`` as a binding
+    code would (three parameters, 工作台 in the name's place), so the parameters still fit."""
+    if isinstance(sms, StaffCodeSms):
+        if settings.staff_template_id:
+            return settings.staff_template_id, sms
+        return settings.template_id, BindCodeSms(STAFF_IN_BIND_TEMPLATE, sms.code, sms.minutes)
+    return settings.template_id, sms
 
 
 @dataclass(frozen=True)
@@ -69,7 +115,7 @@ class SmsSender(Protocol):
 
     provider: str  # "console" | "tencent" | "aliyun"
 
-    async def send(self, phone: str, sms: BindCodeSms) -> SmsResult: ...
+    async def send(self, phone: str, sms: CodeSms) -> SmsResult: ...
 
     async def close(self) -> None: ...
 

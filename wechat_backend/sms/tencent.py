@@ -12,7 +12,7 @@ from tencentcloud.sms.v20210111.sms_client import SmsClient
 
 from ..config import ConfigError, SmsSettings
 from .sdk import SdkSender, caused_by_timeout, split_endpoint
-from .sender import BindCodeSms, SmsResult
+from .sender import CodeSms, SmsResult, template_for
 
 _OUTCOMES = {
     "Ok": "sent",
@@ -52,15 +52,15 @@ class TencentSender(SdkSender):
         )
         self._app_id = settings.sdk_app_id
         self._sign_name = settings.sign_name
-        self._template_id = settings.template_id
 
-    def _send_blocking(self, phone: str, sms: BindCodeSms) -> SmsResult:
+    def _send_blocking(self, phone: str, sms: CodeSms) -> SmsResult:
+        template_id, sms = template_for(self._settings, sms)
         request = SendSmsRequest()
         request.PhoneNumberSet = [phone if phone.startswith("+") else "+86" + phone]
         request.SmsSdkAppId = self._app_id
         request.SignName = self._sign_name
-        request.TemplateId = self._template_id
-        request.TemplateParamSet = [sms.name_mask, sms.code, str(sms.minutes)]
+        request.TemplateId = template_id
+        request.TemplateParamSet = sms.params()
         try:
             response = self._client.SendSms(request)
         except TencentCloudSDKException as exc:

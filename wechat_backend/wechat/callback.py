@@ -51,7 +51,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -62,11 +62,13 @@ from ..clock import Clock
 from ..config import Settings
 from ..crypto import KeyRing
 from ..errors import BadInput, Forbidden
+from ..feedback.text import question_in_message
 from ..identities import IdentityService
 from ..notify.kinds import DUE_KINDS
 from ..notify.outbox import skip_pending_of
 from ..notify.upcoming import upcoming_for
 from ..redis_client import key
+from ..staff.qr_login import confirm_scan, is_login_scene
 from . import replies
 from .contact import CONTACT_TTL, contact_key, find_contact, find_institution
 from .dedupe import LINE, DedupeStore, best_effort
@@ -75,6 +77,9 @@ from .inbound import Label, dedup_id, to_message
 from .message_crypto import message_crypto
 from .replies import Contact
 from .xml_guard import check_size, parse_flat
+
+if TYPE_CHECKING:
+    from ..feedback import FeedbackService
 
 log = logging.getLogger("wechat_backend.wechat.callback")
 
@@ -106,8 +111,11 @@ def plaintext_refused_key(settings: Settings) -> str:
 
 
 # Messages answered with a text that needs no I/O but the contact line: (MsgType, Event) -> menu key.
-_ANSWERS: dict[tuple[str, str], Callable[[Any], str]] = {
-    ("text", ""): lambda m: replies.keyword_key(m.content or "") or "",
+# A question (``留言 …``, feedback/text.py) is not one: None sends it to the dispatch table.
+_ANSWERS: dict[tuple[str, str], Callable[[Any], str | None]] = {
+    ("text", ""): lambda m: (
+        None if question_in_message(m.content or "") is not None else replies.keyword_key(m.content or "") or ""
+    ),
     ("event", "click"): lambda m: m.key or "",
     **{(t, ""): lambda m: "" for t in _OTHER_MESSAGES},  # the fallback
 }
@@ -132,6 +140,7 @@ class CallbackService:
         send_custom: SendCustom | None = None,
         budget: float = REPLY_BUDGET,
         keyring: KeyRing | None = None,
+        feedback: FeedbackService | None = None,
     ) -> None:
         self._settings = settings
         self._wechat = settings.wechat
@@ -147,6 +156,7 @@ class CallbackService:
         self._clock = clock
         self._send_custom = send_custom
         self._budget = budget
+        self._feedback = feedback  # takes 留言 texts (questions to staff)
         self._crypto = message_crypto(settings)
         # Whom a follower who came through no institution's QR code can call.
         phone = settings.service.consult_phone
@@ -160,6 +170,7 @@ class CallbackService:
             ("event", "scan"): self._on_scan,
             ("event", "unsubscribe"): self._on_unsubscribe,
         }
+        self._table[("text", "")] = self._on_question  # only questions get here (see _ANSWERS)
 
     # ------------------------------------------------------------------ entry points
 
@@ -327,6 +338,10 @@ class CallbackService:
         return await self._follow(message.source, message.scene_id)
 
     async def _follow(self, openid: str, scene: str | None) -> str:
+        if is_login_scene(scene):  # the 工作台's desktop login QR code: never an institution's follow
+            identity = await self._identities.upsert("oa", openid, subscribed=True)
+            prefix = self._settings.redis.key_prefix
+            return await confirm_scan(self._sessions, self._redis, prefix, self._clock, identity.id, scene or "")
         found = None
         if scene and _SCENE_CODE.fullmatch(scene):
             async with self._sessions() as s:
@@ -349,6 +364,14 @@ class CallbackService:
         identity = await self._identities.upsert("oa", message.source, subscribed=False)
         async with self._sessions.begin() as s:  # nothing more goes to someone who left
             await skip_pending_of(s, identity.id)
+
+    async def _on_question(self, message: Any) -> str:
+        """``留言 …``: the question stored for the inbox it routes to; the reply says who answers
+        and where to read it (or why it was not taken)."""
+        question = question_in_message(message.content or "") or ""
+        if self._feedback is None:  # a callback built without the inbox: say how to reach someone
+            return await self._answer(replies.FEEDBACK, message.source, Label({}, ""), cache=False)
+        return await self._feedback.take_message(message.source, question)
 
     async def _upcoming(self, openid: str) -> str:
         """随访提醒: the follower's next due dates, or how to bind when they have bound nothing."""
