@@ -20,6 +20,13 @@ from wechat_backend.web_sessions import Session
 from ..base import BaseHandler, staff_cookie_name
 
 
+class NotStaff(Forbidden):
+    """A resident's session on a staff route: 403. The page still offers the staff login, for a
+    staff member whose staff session ended while their resident one lives on (one phone, both)."""
+
+    message = "这是工作人员页面。工作人员请登录工作台"
+
+
 class StaffHandler(BaseHandler):
     ability = "home"
     member: StaffMember
@@ -36,7 +43,7 @@ class StaffHandler(BaseHandler):
         self.set_header("X-Request-Id", self.request_id)
         session = await self.load_staff_session()
         if session is None and await self._load_session() is not None:
-            raise Forbidden("这是工作人员页面。工作人员请从公众号“工作台”菜单进入并登录")
+            raise NotStaff()
         member = await self.services.staff.load(session.identity_id) if session is not None else None
         if session is not None and member is None:
             await self.services.web_sessions.close(session.id)  # disabled, or the SMS factor is stale
@@ -61,6 +68,15 @@ class StaffHandler(BaseHandler):
         session_id = self.get_cookie(staff_cookie_name(self.services.settings.server.public_base_url))
         session = await store.load(session_id) if store and session_id else None
         return session if session is not None and session.kind == "staff" else None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, NotStaff) and not self.is_api:
+            self.set_status(403)
+            login = self.reverse_url("staff_login") + "?" + urlencode({"next": self.request.uri})
+            self.render("staff/not_staff.html", message=exc.message, login_url=login)
+            return
+        super().write_error(status_code, **kwargs)
 
     def require_scope(self, county_code: str | None, institution_code: str | None = None) -> None:
         """An object outside the member's scope is the same 404 as one that does not exist."""

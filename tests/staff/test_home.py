@@ -21,6 +21,9 @@ async def test_a_resident_session_on_a_staff_route_is_403(resident, people: Live
     who = await resident("居民")
     r = await who.client.get(base + "/staff/", headers={"Authorization": f"Bearer {who.token}"})
     assert r.status_code == 403
+    assert "工作人员登录" in r.text  # a staff member whose staff session ended can log in again
+    r = await who.client.get(base + "/staff/api/bulk-open/x", headers={"Authorization": f"Bearer {who.token}"})
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
 
 
 async def test_a_disabled_member_loses_the_session_at_once(staff_web, people: Live) -> None:

@@ -119,3 +119,10 @@ def test_feedback_says_how_to_ask_where_answers_are_and_whom_to_call() -> None:
 def test_the_archive_answer_lists_the_sections_that_exist() -> None:
     text = replies.answer(replies.ARCHIVE, HOME, replies.Contact())
     assert HOME in text and replies.ARCHIVE_CONTENTS in text
+
+
+def test_staff_get_the_login_link_by_sending_the_word_before_their_menu_has_it() -> None:
+    assert replies.keyword_key("工作台") == replies.STAFF
+    text = replies.answer(replies.STAFF, "https://example.cn/r/home", replies.Contact())
+    assert "https://example.cn/staff/login?next=/staff/" in text
+    assert "县级管理员" in text

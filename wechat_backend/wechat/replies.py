@@ -26,10 +26,14 @@ ARCHIVE = "ARCHIVE"
 FOLLOWUP = "FOLLOWUP"
 HELP = "HELP"
 FEEDBACK = "FEEDBACK"
-MENU_KEYS = (BIND, ARCHIVE, FOLLOWUP, HELP, FEEDBACK)
+# Not on the residents' menu: the word a staff member sends to get the 工作台's login link before
+# their first login has tagged them for the staff menu.
+STAFF = "STAFF"
+MENU_KEYS = (BIND, ARCHIVE, FOLLOWUP, HELP, FEEDBACK, STAFF)
 
 # Text keywords, in the order they are tried: "我要绑定档案" is about binding.
 KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("工作台", STAFF),
     ("绑定", BIND),
     ("档案", ARCHIVE),
     ("随访", FOLLOWUP),
@@ -119,6 +123,14 @@ def answer(key: str, home_url: str, contact: Contact | str) -> str:
             "也可以在档案页面点“留言”。我的留言和回复：\n"
             f"{feedback_url}\n\n"
             f"{contact_line(contact)}"
+        )
+    if key == STAFF:
+        login_url = home_url.rsplit("/r/", 1)[0] + "/staff/login?next=/staff/"
+        return (
+            "工作人员登录工作台：\n"
+            f"{login_url}\n\n"
+            "首次登录时，验证码发到县级管理员为您登记的手机号；登录后公众号菜单会出现“工作台”。"
+            "还没有登记？请联系县级管理员。"
         )
     if key == HELP:
         return (
