@@ -46,7 +46,10 @@ async def purge_expired(services: Services) -> int:
         kept = await s.scalar(
             select(LOG.c.seq).where(LOG.c.seq.is_not(None), LOG.c.at >= cutoff).order_by(LOG.c.seq).limit(1)
         )
-        upto = kept - 1 if kept is not None else await s.scalar(select(func.max(LOG.c.seq)))
+        # None inside the period: up to the newest sealed row older than the cutoff (not simply the
+        # newest row, which the sealer may have added since the statement above).
+        older = select(func.max(LOG.c.seq)).where(LOG.c.seq.is_not(None), LOG.c.at < cutoff)
+        upto = kept - 1 if kept is not None else await s.scalar(older)
     if upto is None or upto < first:
         return 0
     try:

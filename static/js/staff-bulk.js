@@ -19,8 +19,18 @@
 
   function poll() {
     fetch(box.getAttribute("data-poll"), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) {
+        if (r.status === 404) return { gone: true };  // the job is no longer known: stop asking
+        return r.ok ? r.json() : null;
+      })
       .then(function (p) {
+        if (p && p.gone) {  // lost with its process (the run is one transaction: nothing changed)
+          box.setAttribute("data-state", "failed");
+          box.querySelectorAll("[data-show]").forEach(function (el) {
+            el.hidden = el.getAttribute("data-show") !== "failed";
+          });
+          return;
+        }
         if (p) show(p);
         if (!p || p.state === "running") setTimeout(poll, 1000);
       })

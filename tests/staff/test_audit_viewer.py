@@ -316,3 +316,12 @@ async def test_the_page_fits_a_small_phone_and_takes_an_archive_number_in_a_real
         assert problems == []
     finally:
         await context.close()
+
+
+async def test_dates_far_outside_the_calendar_say_so_instead_of_failing(staff_web, people: Live) -> None:
+    web = await staff_web("county", county=COUNTY)
+    for query in ("to=9999-12-31", "from=0001-01-01"):
+        for path in ("/staff/audit", "/staff/audit.csv"):
+            r = await web.get(f"{path}?{query}")
+            assert r.status_code == 400, (path, query, r.status_code)
+            assert "超出范围" in r.text

@@ -229,6 +229,24 @@ async def test_a_staff_view_shows_in_the_residents_access_log(staff_web, residen
     assert [e["actor"] for e in staff_lines] == ["卫生健康行政部门工作人员", "建档机构工作人员"]
 
 
+async def test_a_list_of_several_matches_is_a_read_of_each_in_the_residents_access_log(
+    staff_web, resident, people: Live, tmp_path: Path
+) -> None:
+    _, services = people
+    twin = archive(
+        90, name=person(ELDER)["name"], birth_date=person(ELDER)["birth_date"], id_number=id_number(seq="909")
+    )
+    await import_lines(services, tmp_path, [twin], "twin")
+    who = await resident()
+    bound = await who.bind(ELDER)
+    nurse = await staff_web("institution", institution=INSTITUTION)
+    r = await find(nurse, by_name_birth(ELDER))
+    assert r.status_code == 200 and r.text.count(person(ELDER)["archive_no"]) >= 1  # the list, not a redirect
+
+    r = await who.call("GET", f"/api/v1/archives/{bound['id']}/access-log")
+    assert [e["actor"] for e in r.json()["entries"] if e["section"] == "档案首页"] == ["建档机构工作人员"]
+
+
 async def test_a_later_import_does_not_undo_a_local_decision_and_follow_upstream_hands_it_back(
     staff_web, resident, people: Live, tmp_path: Path
 ) -> None:

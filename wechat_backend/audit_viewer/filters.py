@@ -192,9 +192,12 @@ def _date(value: str, field: str, label: str) -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise BadInput(field, f"{label}请写成 年-月-日，例如 2026-11-25") from None
+    if not 2000 <= day.year <= 2100:  # and no overflow turning a far date into UTC times
+        raise BadInput(field, f"{label}超出范围（2000 年至 2100 年）")
+    return day
 
 
 def _checked_range(args: Mapping[str, str]) -> dt.date | None:

@@ -46,6 +46,7 @@ log = logging.getLogger("wechat_backend.staff.bulk_open")
 BATCH = 1000  # ids per UPDATE
 JOB_TTL = 3600  # seconds a finished (or lost) job's progress stays readable
 LOCK_TTL = 900  # a run holds its scope's lock at most this long (a crashed process frees it)
+RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 def candidates(min_completeness: int) -> ColumnElement[bool]:
@@ -174,7 +175,8 @@ class BulkOpen:
             await self._note(job_id, member, "failed", 0, 0, 0)
         finally:
             try:
-                await self._need_redis().delete(self.lock_key(scope))
+                # Only our own lock: one that expired and was taken by a later run stays theirs.
+                await self._need_redis().eval(RELEASE_IF_OURS, 1, self.lock_key(scope), job_id)
             except RedisError:
                 log.warning("bulk open %s: the scope lock was not released (it expires)", job_id)
 

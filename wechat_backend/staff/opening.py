@@ -19,6 +19,7 @@ never logged or audited (only which kind of key was used).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from ..binding.rules import names_match
 from ..blind_index import name_birth
 from ..clock import Clock
 from ..config import PrivacySettings
-from ..crypto import KeyRing
+from ..crypto import DecryptError, KeyRing
 from ..db.models import Archive, Staff
 from ..errors import BadInput, Forbidden, NotFound
 from ..privacy import mask_id_number
@@ -40,6 +41,8 @@ from ..stats import tally
 from ..validators import InvalidValue, parse_archive_no, parse_date, parse_id_number, parse_name
 from .accounts import staff_aad
 from .scope import StaffMember, covers, may
+
+log = logging.getLogger("wechat_backend.staff")
 
 # The search keys, in the order the form is read: the first one filled in is used.
 KEYS = ("archive_no", "id_number", "name_birth")
@@ -167,6 +170,12 @@ class ArchiveOpening:
         self._clock = clock
         self._privacy = privacy
 
+    @staticmethod
+    def _reader(call: StaffCall) -> dict[str, Any]:
+        """What the resident's 查阅记录 says about a staff read: which kind of staff, of which
+        institution, read the archive's cover (records/views.py access_entry)."""
+        return {"section": "cover", "role": call.member.role, "institution_code": call.member.institution_code}
+
     async def find(self, call: StaffCall, form: Mapping[str, str]) -> list[Match]:
         """The archives in the caller's scope the key names (usually one; a name and birth date, or
         a 身份证号 with an old closed archive beside the new one, may name several). None → NotFound,
@@ -181,16 +190,27 @@ class ArchiveOpening:
             raise
         bidx = self._keys.blind_index(query.purpose, query.value)
         found: list[Match] = []
+        found_ids: list[int] = []
         async with self._sessions.begin() as s:
             # Every row of the index slot in scope: a truncated index is shared by design.
             rows = await s.scalars(
                 select(Archive).where(query.column == bidx, in_scope(call.member)).order_by(Archive.id)
             )
             for row in rows:
-                fields = open_fields(self._keys, row)
+                try:
+                    fields = open_fields(self._keys, row)
+                except DecryptError:  # sealed under a retired key: not findable until it is back
+                    log.warning("staff lookup skipped an archive sealed under a key no longer configured")
+                    continue
                 if query.matches(fields):
                     found.append(_match(row, fields))
+                    found_ids.append(row.id)
                     record(call, s, "staff_archive_lookup", archive_id=row.id, detail={"by": query.key})
+            if len(found) > 1:
+                # The list shows each match's name, birth date and number: a read of each archive,
+                # in its resident's 查阅记录 (one match is read on its own page, audited there).
+                for archive_pk in found_ids:
+                    record(call, s, "staff_archive_view", archive_id=archive_pk, detail=self._reader(call))
             if not found:
                 record(call, s, "staff_archive_lookup", result="denied", reason="not_found", detail={"by": query.key})
         if not found:
@@ -209,9 +229,7 @@ class ArchiveOpening:
                 place = await place_of(s, row)
                 decision = decide(row, fields, place, self._clock.today())
                 by = await self._staff_name(s, row.open_override_by)
-                # Shown in the resident's 查阅记录: which kind of staff read the archive's cover.
-                who = {"section": "cover", "role": call.member.role, "institution_code": call.member.institution_code}
-                record(call, s, "staff_archive_view", archive_id=row.id, detail=who)
+                record(call, s, "staff_archive_view", archive_id=row.id, detail=self._reader(call))
         if row is None:
             raise NotFound()
         return ArchiveView(

@@ -109,6 +109,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Before anything is dropped (SQLite runs each DDL statement on its own): the old staff table
+    # cannot hold the new accounts, and the backfill must run again after a later upgrade.
+    if op.get_bind().execute(sa.text("SELECT count(*) FROM staff")).scalar():
+        raise RuntimeError("降级到 0005 前请先删除全部工作人员账号（0005 的 staff 表无法保存它们）")
+    op.execute("DELETE FROM data_steps WHERE name = '0006_stats_backfill'")
     op.drop_index(op.f("ix_audit_log_action_at"), table_name="audit_log")
     op.drop_index(op.f("ix_audit_log_actor_id"), table_name="audit_log")
     op.drop_table("qr_codes")
