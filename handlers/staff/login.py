@@ -3,7 +3,9 @@
 ``/staff/login`` is the menu's entry. In WeChat (the User-Agent says ``MicroMessenger``) it goes
 through the official-account login first, then logs a linked member with a fresh SMS code in at
 once, or asks for a code (``/staff/login/sms`` → ``/staff/login/code``). On a desktop browser it
-shows a QR code to scan in WeChat and polls ``/staff/login/qr`` until the scan arrives.
+shows a QR code to scan in WeChat and polls ``/staff/login/qr``; the scan sends the member a link
+to ``/staff/login/confirm?t=<token>``, where — in WeChat, logged in through the official account —
+the member who scanned confirms (or cancels) the desktop's login, and only then does the poll go on.
 
 Secrets stay out of URLs: the code's challenge id and the QR attempt's browser secret ride in
 cookies of their own, HttpOnly and SameSite=Strict, scoped to ``/staff/login``; the staff session in
@@ -19,6 +21,7 @@ from tornado.web import url
 
 from wechat_backend.errors import AppError, NotLoggedIn, TooLarge
 from wechat_backend.staff.login import Asker, CodeSent, LoggedIn, staff_next
+from wechat_backend.staff.qr_confirm import CONFIRM_PATH
 from wechat_backend.staff.qr_login import QR_SECONDS, login_scene
 
 from ..base import BaseHandler, public, staff_cookie_name
@@ -102,7 +105,7 @@ class StaffLoginPage(StaffLoginHandler):
             self.redirect(next_path)
             return
         if not in_wechat(self.request.headers.get("User-Agent", "")):
-            page = await login.start_qr(self.asker, next_path)
+            page = await login.start_qr(self.asker, next_path, self.request.headers.get("User-Agent", ""))
             self.set_login_cookie(QR_COOKIE, page.secret, QR_SECONDS + 60)
             settings = self.services.settings
             # The demo's sandbox phone scans by typing the scene: show it there (it is no secret).
@@ -201,7 +204,8 @@ class StaffLoginResend(StaffLoginCode):
 
 
 class StaffLoginPoll(StaffLoginHandler):
-    """The desktop page's poll (JSON): ``{"state": "waiting"|"done"|"code"|"expired"|"error", ...}``."""
+    """The desktop page's poll (JSON): ``{"state": "waiting"|"scanned"|"done"|"code"|"refused"|"expired"|"error",
+    ...}``."""
 
     @property
     def is_api(self) -> bool:
@@ -222,9 +226,40 @@ class StaffLoginPoll(StaffLoginHandler):
             out["next"] = self.reverse_url("staff_login_code")
         elif polled.message:
             out["message"] = polled.message
-        if polled.state != "waiting":
+        if polled.state not in ("waiting", "scanned"):
             self.clear_cookie(QR_COOKIE, path=LOGIN_PATH)
         self.finish(out)
+
+
+class StaffLoginConfirm(StaffLoginHandler):
+    """In WeChat, from the scan's message: the member who scanned confirms or cancels the desktop's
+    login. The official-account login names the member first; every refusal is this page too."""
+
+    @public
+    async def get(self) -> None:
+        token = self.get_query_argument("t", "")
+        if self.asker.identity_id is None:  # WeChat's login first: it names the identity
+            here = self.reverse_url("staff_login_confirm") + "?" + urlencode({"t": token})
+            self.redirect(self.reverse_url("oauth_start") + "?" + urlencode({"next": here}))
+            return
+        view = await self.services.staff_login.confirm_page(self.asker, token)
+        self.render("staff/login_confirm.html", view=view, confirmed=None, error=None)
+
+    @public
+    async def post(self) -> None:
+        if self.asker.identity_id is None:
+            raise NotLoggedIn()
+        token, decision = self.get_body_argument("t", ""), self.get_body_argument("decision", "")
+        confirmed = await self.services.staff_login.answer(self.asker, token, decision)
+        self.render("staff/login_confirm.html", view=None, confirmed=confirmed, error=None)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AppError) and not isinstance(exc, NotLoggedIn | TooLarge):
+            self.set_status(exc.status)
+            self.render("staff/login_confirm.html", view=None, confirmed=None, error=exc)
+            return
+        super().write_error(status_code, **kwargs)
 
 
 class StaffLogout(StaffLoginHandler):
@@ -241,5 +276,6 @@ routes = [
     url(r"/staff/login/code", StaffLoginCode, name="staff_login_code"),
     url(r"/staff/login/resend", StaffLoginResend, name="staff_login_resend"),
     url(r"/staff/login/qr", StaffLoginPoll, name="staff_login_poll"),
+    url(CONFIRM_PATH, StaffLoginConfirm, name="staff_login_confirm"),
     url(r"/staff/logout", StaffLogout, name="staff_logout"),
 ]

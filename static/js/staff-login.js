@@ -1,5 +1,6 @@
-// 工作台 desktop login: ask every 2 s whether the linked staff member has scanned the QR code.
-// "done": this browser is logged in; "code": an SMS code comes first; "expired"/"error": say so,
+// 工作台 desktop login: ask every 2 s where the QR login stands. "scanned": the member scanned and
+// has still to confirm on the phone (say so, keep asking); "done": this browser is logged in;
+// "code": an SMS code comes first; "refused" (cancelled on the phone), "expired", "error": say so,
 // and offer a new QR code. A network blip just waits for the next round.
 (function () {
   "use strict";
@@ -14,6 +15,7 @@
   var expired = box.querySelector("[data-qr-expired]");
   var message = box.querySelector("[data-qr-message]");
   var EVERY_MS = 2000;
+  var SCANNED = "已扫码，请在手机微信中点消息里的链接，核对后点“确认登录”…";
 
   function stop(text) {
     if (text && message) { message.textContent = text; }
@@ -38,9 +40,10 @@
       return response.json();
     }).then(function (answer) {
       if ((answer.state === "done" || answer.state === "code") && answer.next) {
-        if (status) { status.textContent = "已扫码，正在登录…"; }
+        if (status) { status.textContent = "已确认，正在登录…"; }
         window.location.assign(answer.next);
-      } else if (answer.state === "waiting") {
+      } else if (answer.state === "waiting" || answer.state === "scanned") {
+        if (answer.state === "scanned" && status) { status.textContent = SCANNED; }
         next();
       } else {
         stop(answer.message || "");

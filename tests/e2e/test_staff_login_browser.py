@@ -1,7 +1,9 @@
 """The 工作台's desktop login in a real (headless) browser, wide and phone-narrow: the login page shows
-the QR code; the linked staff member scans it in WeChat (the sandbox); the page, polling, lands on
-the 工作台's home by itself. Nothing scrolls sideways at 375 px. Needs /usr/bin/chromium, playwright
-and a Chinese font (see ``browser`` in conftest)."""
+the QR code; the linked staff member scans it in WeChat (the sandbox) and the page says to confirm
+on the phone; the member opens the message's link in WeChat (a phone-sized browser holding the
+member's WeChat login) and taps 确认登录; the desktop page, polling, lands on the 工作台's home by
+itself — or, after 取消, says the login was refused. Nothing scrolls sideways at 375 px. Needs
+/usr/bin/chromium, playwright and a Chinese font (see ``browser`` in conftest)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from typing import Any
 
 import pytest
 from binding.conftest import people
-from staff.test_login import CONFIRMED, WECHAT_UA, World, linked_member
+from staff.test_login import DESKTOP_BROWSER, DESKTOP_UA, WECHAT_UA, World, announced_link, answer, linked_member
+
+from wechat_backend.staff.login import QR_REFUSED
 
 from .conftest import Live, console_problems
 
@@ -27,7 +31,9 @@ async def test_the_desktop_login_page_logs_in_when_the_linked_member_scans(
     world = World(people)
     try:
         member, phone = await linked_member(world)  # linked in WeChat, SMS factor fresh
-        context = await browser.new_context(locale="zh-CN", viewport={"width": width, "height": 900})
+        # A desktop Chrome on Windows, as the member's phone will be told.
+        desk = {"locale": "zh-CN", "viewport": {"width": width, "height": 900}, "user_agent": DESKTOP_UA}
+        context = await browser.new_context(**desk)
         page = await context.new_page()
         page.set_default_timeout(15_000)
         problems = console_problems(page)
@@ -46,8 +52,32 @@ async def test_the_desktop_login_page_logs_in_when_the_linked_member_scans(
 
             token = await page.locator("[data-qr-login]").get_attribute("data-token")
             assert token and re.fullmatch(r"[0-9A-Za-z_-]{16,64}", token)
-            scanned = await phone.sandbox("POST", f"users/{phone.openid}/scan", {"scene": f"login_{token}"})
-            assert scanned["reply"] == CONFIRMED
+            link = await announced_link(world, phone, token)
+            await expect(page.locator("[data-qr-status]")).to_contain_text("确认登录")  # scanned: confirm on the phone
+            await page.wait_for_timeout(2500)  # another round of polling: still not logged in
+            assert page.url.startswith(world.base + "/staff/login")
+
+            # The phone: the link opens in WeChat, where the member is logged in through the account.
+            session = phone.client.cookies.get("wb_session")
+            assert session
+            mobile = await browser.new_context(
+                locale="zh-CN", viewport={"width": 375, "height": 800}, user_agent=WECHAT_UA, is_mobile=True
+            )
+            await mobile.add_cookies([{"name": "wb_session", "value": session, "url": world.base}])
+            try:
+                confirm = await mobile.new_page()
+                confirm.set_default_timeout(15_000)
+                phone_problems = console_problems(confirm)
+                await confirm.goto(link)
+                await expect(confirm.locator('[data-test="desktop-browser"]')).to_have_text(DESKTOP_BROWSER)
+                await expect(confirm.locator('[data-test="desktop-ip"]')).to_contain_text("127.0.*.*")
+                assert await confirm.evaluate("() => document.documentElement.scrollWidth") <= 375
+                await confirm.screenshot(path=str(Path(f"/tmp/staff_login_confirm_{width}.png")), full_page=True)
+                await confirm.get_by_role("button", name="确认登录").click()
+                await expect(confirm.locator('[data-test="confirm-done"]')).to_be_visible()
+                assert phone_problems == []
+            finally:
+                await mobile.close()
 
             await expect(page.locator('[data-test="staff-tiles"]')).to_be_visible()
             assert page.url == world.base + "/staff/"
@@ -58,6 +88,34 @@ async def test_the_desktop_login_page_logs_in_when_the_linked_member_scans(
         finally:
             await context.close()
     finally:
+        for client in world.clients:
+            await client.aclose()
+
+
+async def test_a_login_cancelled_on_the_phone_is_refused_on_the_desktop(browser: Any, people: Live) -> None:
+    from playwright.async_api import expect
+
+    world = World(people)
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    try:
+        _, phone = await linked_member(world)
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        problems = console_problems(page)
+        await page.goto(world.base + "/staff/login?next=/staff/")
+        token = await page.locator("[data-qr-login]").get_attribute("data-token")
+        assert token
+        link = await announced_link(world, phone, token)
+        r = await answer(phone, link, "cancel")  # on the phone, over HTTP
+        assert 'data-test="confirm-cancelled"' in r.text
+        await expect(page.locator("[data-qr-message]")).to_have_text(QR_REFUSED)
+        await expect(page.get_by_role("link", name="刷新二维码")).to_be_visible()
+        await expect(page.locator("[data-qr-status]")).to_be_hidden()
+        assert page.url.startswith(world.base + "/staff/login")
+        assert not [c for c in await context.cookies() if c["name"] == "wb_staff"]
+        assert problems == []
+    finally:
+        await context.close()
         for client in world.clients:
             await client.aclose()
 

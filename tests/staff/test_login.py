@@ -1,17 +1,21 @@
 """The 工作台 login, through the real app and the WeChat sandbox: in WeChat (OAuth, then an SMS code
-the first time and every 12 hours), on a desktop (a QR code the linked member scans), the session's
-limits, logout, and the refusals that must not tell whose phone is staff."""
+the first time and every 12 hours), on a desktop (a QR code the linked member scans, then confirms
+on the page the scan's message links to), the session's limits, logout, and the refusals that must
+not tell whose phone is staff or let someone else's scan log a desktop in."""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -26,9 +30,18 @@ from wechat_backend import audit
 from wechat_backend.db.models import AuditEvent, Identity, Staff
 from wechat_backend.services import Services, build_services
 from wechat_backend.sms import StaffCodeSms, make_sender
-from wechat_backend.staff.login import IDENTITY_LINKED, LINKED_ELSEWHERE, NOT_STAFF, link_outcome, staff_next
-from wechat_backend.staff.qr_login import CONFIRMED, EXPIRED
-from wechat_backend.staff.qr_login import NOT_STAFF as NOT_STAFF_SCAN
+from wechat_backend.staff.login import (
+    IDENTITY_LINKED,
+    LINKED_ELSEWHERE,
+    NOT_STAFF,
+    QR_REFUSED,
+    link_outcome,
+    staff_next,
+)
+from wechat_backend.staff.qr_confirm import EXPIRED, GONE, OTHER_IDENTITY, USED_UP, confirm_outcome
+from wechat_backend.staff.qr_confirm import NOT_STAFF as NOT_STAFF_SCAN
+from wechat_backend.staff.qr_device import Desktop, browser_family, partial_ip
+from wechat_backend.staff.qr_login import Pending, QrLogins
 from wechat_backend.wechat.menu import menus
 
 WECHAT_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 MicroMessenger/8.0.50"
@@ -456,14 +469,67 @@ async def test_the_staff_menu_opens_the_staff_login(world: World) -> None:
 
 # --------------------------------------------------------------------------- on a desktop
 
+ANNOUNCED = re.compile(
+    r"^有人请求在电脑上登录工作台（(\d{1,2}月\d{1,2}日 \d\d:\d\d)，IP ([^）]+)）。"
+    r'如果是您本人正在操作，请点此确认：<a href="([^"]+)">确认登录</a>；如果不是，请忽略本消息，不要点击。$'
+)
+DESKTOP_BROWSER = "Chrome / Windows"  # what DESKTOP_UA is, as the phone is told
 
-async def test_a_desktop_browser_logs_in_when_the_linked_member_scans_its_qr_code(world: World) -> None:
+
+def beijing(at: dt.datetime) -> str:
+    local = at.astimezone(ZoneInfo("Asia/Shanghai"))
+    return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
+async def scan(phone: Browser, token: str) -> str:
+    """The member scans the desktop's QR code in WeChat; the account's reply."""
+    return (await phone.sandbox("POST", f"users/{phone.openid}/scan", {"scene": f"login_{token}"}))["reply"]
+
+
+async def announced_link(world: World, phone: Browser, token: str) -> str:
+    """Scan, check the announcement (in the reply and in the phone's chat), return the confirm link."""
+    reply = await scan(phone, token)
+    found = ANNOUNCED.match(reply or "")
+    assert found, reply
+    assert found[2] == "127.0.*.*"  # the desktop's address, its first half only
+    assert found[3] == f"{world.base.rstrip('/')}/staff/login/confirm?t={token}"
+    chat = (await phone.sandbox("GET", f"users/{phone.openid}/chat"))["entries"]
+    assert [e["reply"] for e in chat if e["kind"] == "reply"][-1] == reply
+    return found[3]
+
+
+async def answer(phone: Browser, link: str, decision: str) -> httpx.Response:
+    """On the phone: open the link in WeChat (the account's login when needed), then tap a button."""
+    page = await phone.go(link)
+    assert page.status_code == 200 and 'data-test="confirm-desktop"' in page.text, page.text
+    return await phone.post("/staff/login/confirm", {"t": parse_qs(urlsplit(link).query)["t"][0], "decision": decision})
+
+
+def refusal(r: httpx.Response) -> str:
+    found = re.search(r'data-test="confirm-refused">([^<]*)<', r.text)
+    assert found, r.text
+    return found[1]
+
+
+async def test_a_desktop_browser_logs_in_once_the_member_who_scanned_confirms_on_the_phone(world: World) -> None:
     member, phone = await linked_member(world)
+    opened = world.services.clock.now()
     desk, token = await desktop_page(world)
     assert (await desk.poll(token)).json() == {"state": "waiting"}
 
-    scanned = await phone.sandbox("POST", f"users/{phone.openid}/scan", {"scene": f"login_{token}"})
-    assert scanned["reply"] == CONFIRMED
+    world.services.clock.advance(seconds=30)
+    link = await announced_link(world, phone, token)
+    assert ANNOUNCED.match(await scan(phone, token))  # scanned again (a lost message): told again
+    assert beijing(opened) in (await scan(phone, token) or "")  # the time the desktop page was opened
+    assert (await desk.poll(token)).json() == {"state": "scanned"} and desk.staff_cookie() is None
+
+    page = await phone.go(link)
+    assert page.status_code == 200
+    assert re.search(r'data-test="desktop-ip">127\.0\.\*\.\*', page.text) and "127.0.0.1" not in page.text
+    assert f'data-test="desktop-browser">{DESKTOP_BROWSER}<' in page.text
+    assert f'data-test="desktop-time">{beijing(opened)}' in page.text
+    r = await phone.post("/staff/login/confirm", {"t": token, "decision": "confirm"})
+    assert r.status_code == 200 and 'data-test="confirm-done"' in r.text
 
     stranger = world.browser(DESKTOP_UA)  # holds the token (it is in the QR code), not the cookie
     r = await stranger.poll(token)
@@ -477,15 +543,24 @@ async def test_a_desktop_browser_logs_in_when_the_linked_member_scans_its_qr_cod
     async with world.services.sessions() as s:
         follower = (await s.scalars(select(Identity).where(Identity.openid == phone.openid))).one()
     assert follower.scene_institution_code is None  # a login code is no institution's poster
+    (confirmed,) = await world.audit_rows("staff_login_confirm")
+    assert (confirmed.actor_id, confirmed.result, confirmed.detail) == (
+        f"staff:{member.public_id}",
+        "ok",
+        {"decision": "confirm"},
+    )
     logins = await world.audit_rows("staff_login")
     assert logins[-1].detail == {"via": "qr", "factor": "fresh"}
 
 
-async def test_a_desktop_login_with_a_stale_sms_factor_sends_a_code_first(world: World) -> None:
+async def test_a_desktop_login_with_a_stale_sms_factor_sends_a_code_after_the_confirmation(world: World) -> None:
     member, phone = await linked_member(world)
     world.services.clock.advance(hours=13)
     desk, token = await desktop_page(world)
-    await phone.sandbox("POST", f"users/{phone.openid}/scan", {"scene": f"login_{token}"})
+    link = await announced_link(world, phone, token)
+    assert (await desk.poll(token)).json() == {"state": "scanned"}
+    assert len(await world.codes_to(member.phone)) == 1  # no code before the confirmation
+    assert (await answer(phone, link, "confirm")).status_code == 200
     r = await desk.poll(token)
     assert r.json() == {"state": "code", "next": "/staff/login/code"} and desk.staff_cookie() is None
     page = await desk.go("/staff/login/code")
@@ -498,24 +573,162 @@ async def test_a_desktop_login_with_a_stale_sms_factor_sends_a_code_first(world:
     assert (await world.row(member)).sms_verified_at == world.services.clock.now()
 
 
-async def test_a_scan_by_someone_who_is_not_linked_staff_confirms_nothing(world: World) -> None:
+async def test_a_scan_without_a_confirmation_leaves_the_desktop_waiting_until_it_expires(world: World) -> None:
+    _, phone = await linked_member(world)
+    desk, token = await desktop_page(world)
+    await announced_link(world, phone, token)
+    for _ in range(4):
+        world.services.clock.advance(minutes=1)
+        assert (await desk.poll(token)).json() == {"state": "scanned"}
+    assert desk.staff_cookie() is None
+    world.services.clock.advance(minutes=1)  # 300 s after the page opened
+    assert (await desk.poll(token)).json() == {"state": "expired"}
+    assert desk.staff_cookie() is None and await world.audit_rows("staff_login_confirm") == []
+    logins = await world.audit_rows("staff_login")
+    assert [e.detail["via"] for e in logins] == ["wechat"]  # only the phone's own login
+
+
+async def test_confirming_after_300_seconds_is_refused_as_expired(world: World) -> None:
+    _, phone = await linked_member(world)
+    desk, token = await desktop_page(world)
+    link = await announced_link(world, phone, token)
+    world.services.clock.advance(seconds=300)
+    r = await phone.go(link)
+    assert r.status_code == 410 and refusal(r) == GONE and 'name="decision"' not in r.text
+    r = await phone.post("/staff/login/confirm", {"t": token, "decision": "confirm"})
+    assert r.status_code == 410 and refusal(r) == GONE
+    assert (await desk.poll(token)).json() == {"state": "expired"} and desk.staff_cookie() is None
+    rows = await world.audit_rows("staff_login_confirm")
+    assert [(e.result, e.reason) for e in rows] == [("denied", "expired")] * 2
+
+
+async def test_cancelling_on_the_phone_makes_the_desktop_say_refused_and_nothing_logs_in(world: World) -> None:
+    member, phone = await linked_member(world)
+    desk, token = await desktop_page(world)
+    link = await announced_link(world, phone, token)
+    r = await answer(phone, link, "cancel")
+    assert r.status_code == 200 and 'data-test="confirm-cancelled"' in r.text
+    r = await phone.post("/staff/login/confirm", {"t": token, "decision": "confirm"})  # changing one's mind
+    assert r.status_code == 409 and refusal(r) == USED_UP
+    assert (await desk.poll(token)).json() == {"state": "refused", "message": QR_REFUSED}
+    assert desk.staff_cookie() is None and desk.client.cookies.get("wb_staff_qr") is None
+    assert (await desk.poll(token)).json() == {"state": "expired"}
+    r = await phone.post("/staff/login/confirm", {"t": token, "decision": "confirm"})
+    assert r.status_code == 410 and refusal(r) == GONE
+    r = await desk.client.get(world.base + "/staff/")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/staff/login")
+    rows = await world.audit_rows("staff_login_confirm")
+    assert [(e.result, e.reason, e.detail) for e in rows] == [
+        ("ok", None, {"decision": "cancel"}),
+        ("denied", "used_up", {"decision": "confirm"}),
+        ("denied", "expired", {"decision": "confirm"}),
+    ]
+    assert {e.actor_id for e in rows} == {f"staff:{member.public_id}"}
+
+
+async def test_confirming_twice_is_refused(world: World) -> None:
+    _, phone = await linked_member(world)
+    desk, token = await desktop_page(world)
+    link = await announced_link(world, phone, token)
+    assert 'data-test="confirm-done"' in (await answer(phone, link, "confirm")).text
+    r = await phone.go(link)
+    assert r.status_code == 409 and refusal(r) == USED_UP
+    r = await phone.post("/staff/login/confirm", {"t": token, "decision": "confirm"})
+    assert r.status_code == 409 and refusal(r) == USED_UP
+    assert (await desk.poll(token)).json()["state"] == "done"  # the one confirmation still counts, once
+
+
+async def test_another_identity_opening_the_confirm_link_is_refused_and_changes_nothing(world: World) -> None:
+    member, phone = await linked_member(world)
+    world.services.clock.advance(minutes=2)  # the SMS windows of the first login
+    colleague, colleague_phone = await linked_member(world)
+    resident = await world.wechat_user("居民")
+    desk, token = await desktop_page(world)
+    link = await announced_link(world, phone, token)
+    # Another member scanning the same code is not announced: the attempt is the first scanner's.
+    assert await scan(colleague_phone, token) == EXPIRED
+
+    for other in (colleague_phone, resident):  # the link forwarded to them
+        r = await other.go(link)  # the resident goes through WeChat's login first
+        assert r.status_code == 403 and refusal(r) == OTHER_IDENTITY and 'name="decision"' not in r.text
+        r = await other.post("/staff/login/confirm", {"t": token, "decision": "confirm"})
+        assert r.status_code == 403 and refusal(r) == OTHER_IDENTITY
+        r = await other.post("/staff/login/confirm", {"t": token, "decision": "cancel"})
+        assert r.status_code == 403
+    assert any(h.startswith("GET /oauth/callback") for h in resident.hops)
+    assert (await desk.poll(token)).json() == {"state": "scanned"} and desk.staff_cookie() is None
+
+    assert 'data-test="confirm-done"' in (await answer(phone, link, "confirm")).text  # the attempt is intact
+    assert (await desk.poll(token)).json() == {"state": "done", "next": "/staff/"}
+    assert (await desk.go("/staff/")).status_code == 200
+    assert (await world.audit_rows("staff_login"))[-1].actor_id == f"staff:{member.public_id}"  # not the colleague
+    denied = [e for e in await world.audit_rows("staff_login_confirm") if e.result == "denied"]
+    assert len(denied) == 6 and all(e.reason is None for e in denied)  # sealed: not a clear reason
+    assert {audit.reason_of(e, world.services.keyring) for e in denied} == {"other_identity"}
+    resident_id = await world.identity_id(resident.openid)
+    assert [e.actor_id for e in denied] == [f"staff:{colleague.public_id}"] * 3 + [str(resident_id)] * 3
+
+
+async def test_the_confirm_link_names_the_desktop_by_half_its_address_and_logs_no_token(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, phone = await linked_member(world)
+    desk, token = await desktop_page(world)
+    stored = await world.services.redis.client.hgetall(  # type: ignore[union-attr]
+        QrLogins(None, world.services.settings.redis.key_prefix, world.services.clock).key(token)
+    )
+    fields = {k.decode(): v.decode() for k, v in stored.items()}
+    assert fields["ip"] == "127.0.*.*" and fields["browser"] == DESKTOP_BROWSER
+    assert not any("127.0.0.1" in v or "Mozilla" in v or "Windows NT" in v for v in fields.values())
+    assert token not in "".join(fields.values())
+
+    link = await announced_link(world, phone, token)
+    page = await phone.go(link)
+    assert "127.0.*.*" in page.text and "127.0.0.1" not in page.text and DESKTOP_BROWSER in page.text
+    assert 'data-test="confirm-done"' in (await answer(phone, link, "confirm")).text
+    assert (await desk.poll(token)).json()["state"] == "done"
+    app_lines = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]  # not the test's client
+    assert any(r.name == "wechat_backend.access" and "/staff/login/confirm" in r.getMessage() for r in app_lines)
+    leaked = [f"{r.name}: {r.getMessage()}" for r in app_lines if token in r.getMessage()]
+    assert leaked == []
+
+
+async def test_a_confirmation_needs_a_known_answer_and_the_xsrf_token(world: World) -> None:
+    _, phone = await linked_member(world)
+    desk, token = await desktop_page(world)
+    link = await announced_link(world, phone, token)
+    await phone.go(link)
+    r = await phone.post("/staff/login/confirm", {"t": token, "decision": "yes"})
+    assert r.status_code == 400 and refusal(r) == "请点“确认登录”或“取消”"
+    r = await phone.client.post(
+        world.base + "/staff/login/confirm", data={"t": token, "decision": "confirm"}, headers={"X-XSRFToken": ""}
+    )
+    assert r.status_code == 403
+    assert (await desk.poll(token)).json() == {"state": "scanned"}
+    anonymous = world.browser(WECHAT_UA)  # no WeChat login at all
+    r = await anonymous.post("/staff/login/confirm", {"t": token, "decision": "confirm"})
+    assert r.status_code == 401 and (await desk.poll(token)).json() == {"state": "scanned"}
+
+
+async def test_a_scan_by_someone_who_is_not_linked_staff_announces_nothing(world: World) -> None:
     desk, token = await desktop_page(world)
     resident = await world.wechat_user("居民")
-    scanned = await resident.sandbox("POST", f"users/{resident.openid}/scan", {"scene": f"login_{token}"})
-    assert scanned["reply"] == NOT_STAFF_SCAN
+    assert await scan(resident, token) == NOT_STAFF_SCAN
     newcomer = await world.wechat_user("新关注", follow=False)  # follows by scanning the login code
-    scanned = await newcomer.sandbox("POST", f"users/{newcomer.openid}/scan", {"scene": f"login_{token}"})
-    assert scanned["reply"] == NOT_STAFF_SCAN
+    assert await scan(newcomer, token) == NOT_STAFF_SCAN
     assert (await newcomer.sandbox("GET", f"users/{newcomer.openid}"))["subscribed"]
     assert (await desk.poll(token)).json() == {"state": "waiting"} and desk.staff_cookie() is None
+    r = await resident.go(f"/staff/login/confirm?t={token}")  # the token is in the QR code: anyone has it
+    assert r.status_code == 403 and refusal(r) == OTHER_IDENTITY
+    assert (await desk.poll(token)).json() == {"state": "waiting"}
 
 
 async def test_an_expired_qr_code_says_so(world: World) -> None:
     _, phone = await linked_member(world)
     desk, token = await desktop_page(world)
     world.services.clock.advance(minutes=5)
-    scanned = await phone.sandbox("POST", f"users/{phone.openid}/scan", {"scene": f"login_{token}"})
-    assert scanned["reply"] == EXPIRED
+    assert await scan(phone, token) == EXPIRED
     assert (await desk.poll(token)).json() == {"state": "expired"}
     assert desk.staff_cookie() is None
     # A new page, a new code.
@@ -534,6 +747,40 @@ async def test_a_poll_without_the_xsrf_token_is_refused(world: World) -> None:
     desk, token = await desktop_page(world)
     r = await desk.client.post(world.base + "/staff/login/qr", json={"token": token}, headers={"X-XSRFToken": ""})
     assert r.status_code == 403
+
+
+def test_the_phone_is_told_half_the_desktops_address_and_its_browser_family() -> None:
+    assert partial_ip("123.45.67.89") == "123.45.*.*"
+    assert partial_ip("::ffff:10.1.2.3") == "10.1.*.*"
+    assert partial_ip("2408:8207:1234:5678::1") == "2408:8207:*"
+    assert partial_ip("2001:db8::1") == "2001:db8:*"
+    assert partial_ip("") == partial_ip("not an address") == partial_ip(None) == "未知"
+    assert browser_family(DESKTOP_UA) == "Chrome / Windows"
+    edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36 Edg/126.0"
+    assert browser_family(edge) == "Edge / Windows"
+    safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
+    assert browser_family(safari) == "Safari / macOS"
+    qq = (
+        "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 Chrome/94.0.4606.71 Safari/537.36 "
+        "Core/1.94.253.400 QQBrowser/12.6.5543.400"
+    )
+    assert browser_family(qq) == "QQ Browser / Windows"
+    assert browser_family("") == browser_family("nonsense") == "未知浏览器"
+    # Some rules copy a word of the User-Agent into the family: a forged one cannot write a sentence.
+    forged = "Mozilla/5.0 (Windows NT 10.0) 本人电脑 It is your own computer please confirm Bot/1.0"
+    assert browser_family(forged) == "It is your / Windows"
+    assert browser_family("Mozilla/5.0 (Windows NT 10.0) 放心" + "x" * 5000) == "未知浏览器"
+
+
+def test_only_the_identity_that_scanned_may_answer_and_only_once() -> None:
+    desktop = Desktop(0.0, "127.0.*.*", "Chrome / Windows")
+    scanned = Pending("scanned", 3, 7, desktop)
+    assert confirm_outcome(scanned, 7) == "ok"
+    assert confirm_outcome(scanned, 8) == "other_identity"
+    assert confirm_outcome(Pending("waiting", None, None, desktop), 7) == "other_identity"
+    assert confirm_outcome(Pending("confirmed", 3, 7, desktop), 7) == "used_up"
+    assert confirm_outcome(Pending("refused", 3, 7, desktop), 8) == "other_identity"  # tells a stranger nothing
+    assert confirm_outcome(None, 7) == "expired"
 
 
 # --------------------------------------------------------------------------- keys rotate

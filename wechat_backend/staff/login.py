@@ -10,9 +10,13 @@ for a linked identity, to the phone on file; the first time, to the phone the me
 is linked (once: :func:`link_outcome`), tagged for the staff menu, and the session opens.
 
 **On a desktop**, where WeChat's web login does not work: the page shows a temporary QR code
-(:mod:`.qr_login`); the linked member scans it, the callback confirms, the page's poll
-(:meth:`~StaffLogin.poll_qr`) logs this browser in — at once when the factor is fresh, else after
-a code sent to the member's phone.
+(:mod:`.qr_login`, recording the desktop's time, half address and browser family,
+:mod:`.qr_device`); the linked member scans it and gets a message with a link; on that page, in
+WeChat, the member confirms (:meth:`~StaffLogin.confirm_page`, :meth:`~StaffLogin.answer`,
+:mod:`.qr_confirm`) — the scan alone logs nobody in, so a QR code shown to a member by someone else
+gets that someone nothing. Then the page's poll (:meth:`~StaffLogin.poll_qr`) logs this browser in —
+at once when the factor is fresh, else after a code sent to the member's phone; a cancel on the
+phone makes the poll say the login was refused.
 
 Codes follow the binding flow's rules and limits (:mod:`.login_codes`; the per-phone windows and
 SMS budget of ``binding/start.py``, shared with binding, so one phone gets no more texts for being
@@ -52,6 +56,8 @@ from ..wechat.api import WeChatApi, WeChatError
 from ..wechat.oauth import safe_next
 from .accounts import staff_aad
 from .login_codes import Challenge, LoginCodes, Via
+from .qr_confirm import ConfirmView, QrConfirm
+from .qr_device import Desktop, browser_family, partial_ip
 from .qr_login import QR_SECONDS, QrLogins, login_scene, qr_image
 from .scope import sms_factor_fresh
 
@@ -68,6 +74,7 @@ IDENTITY_LINKED = "您的微信已绑定另一个工作人员账号（一个微�
 IN_WECHAT_ONLY = "请在微信中从公众号菜单“工作台”进入登录"
 SMS_FAILED = "短信发送失败，请稍后再试。如一直收不到，请联系县级管理员核对登记的手机号。"
 QR_UNAVAILABLE = "暂时无法生成登录二维码，请稍后刷新页面；也可在手机微信中从公众号菜单“工作台”登录。"
+QR_REFUSED = "手机上已取消这次登录。如需登录，请刷新二维码后重新扫码，并在手机上点“确认登录”。"
 CODE_GONE = "验证码已失效，请重新获取验证码"
 CODE_MESSAGES = {
     "expired": CODE_GONE,
@@ -114,7 +121,8 @@ class QrPage:
 
 @dataclass(frozen=True)
 class QrPoll:
-    """``waiting``; ``done`` (``login``); ``code`` (``sent``: a code went to the member's phone);
+    """``waiting``; ``scanned`` (not confirmed on the phone yet); ``done`` (``login``); ``code``
+    (``sent``: a code went to the member's phone); ``refused`` (cancelled on the phone, ``message``);
     ``expired``; ``error`` (``message``)."""
 
     state: str
@@ -170,6 +178,7 @@ class StaffLogin:
         prefix = settings.redis.key_prefix
         self._codes = LoginCodes(redis, keyring, settings.limits, clock, key_prefix=prefix)
         self._qr = QrLogins(redis, prefix, clock)
+        self._confirm = QrConfirm(sessions, self._qr)
         self._binding = binding  # its per-phone windows and SMS budget (binding/start.py)
         self._sms = sms
         self._wechat = wechat
@@ -263,10 +272,13 @@ class StaffLogin:
 
     # ------------------------------------------------------------------ on a desktop
 
-    async def start_qr(self, who: Asker, next_path: str) -> QrPage:
-        """A new QR attempt for this browser and its temporary QR code at WeChat."""
+    async def start_qr(self, who: Asker, next_path: str, user_agent: str = "") -> QrPage:
+        """A new QR attempt for this browser and its temporary QR code at WeChat. What the member's
+        phone will show of this desktop is kept with it: half its address, its browser family."""
         await self._take([self._window("qr_ip", rate_subject(who.client_ip or "-"), 3600, QR_PAGES_PER_IP_HOUR)])
-        attempt = await self._qr.create(next_path)
+        browser = await asyncio.to_thread(browser_family, user_agent)  # the rules' first load is slow
+        desktop = Desktop(self._clock.time(), partial_ip(who.client_ip), browser)
+        attempt = await self._qr.create(next_path, desktop)
         try:
             ticket = await self._wechat.create_qrcode(login_scene(attempt.token), expire_seconds=QR_SECONDS)
         except WeChatError as exc:
@@ -275,10 +287,12 @@ class StaffLogin:
         return QrPage(attempt.token, attempt.secret, qr_image(ticket.url), QR_SECONDS)
 
     async def poll_qr(self, who: Asker, token: str, secret: str) -> QrPoll:
-        """Where this browser's QR attempt stands; a scan by the linked member is claimed here."""
+        """Where this browser's QR attempt stands; an attempt the member confirmed is claimed here."""
         got = await self._qr.claim(token, secret)
+        if got == "refused":
+            return QrPoll("refused", message=QR_REFUSED)
         if isinstance(got, str):
-            return QrPoll("waiting" if got == "waiting" else "expired")
+            return QrPoll(got if got in ("waiting", "scanned") else "expired")
         async with self._sessions() as s:
             row = await s.get(Staff, got.staff_id)
         if row is None or not row.active or row.identity_id != got.identity_id:
@@ -293,6 +307,14 @@ class StaffLogin:
         except AppError as exc:
             return QrPoll("error", message=exc.message)
         return QrPoll("code", sent=sent)
+
+    async def confirm_page(self, who: Asker, token: str) -> ConfirmView:
+        """In WeChat, from the scan's message: the desktop login the asker scanned (else refused)."""
+        return await self._confirm.view(who, token)
+
+    async def answer(self, who: Asker, token: str, decision: str) -> bool:
+        """The asker's ``confirm`` or ``cancel`` of the desktop login they scanned; True: confirmed."""
+        return await self._confirm.answer(who, token, decision)
 
     # ------------------------------------------------------------------ the session
 

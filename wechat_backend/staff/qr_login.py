@@ -1,17 +1,21 @@
-"""The 工作台's desktop login by QR code, where WeChat's web login does not work.
+"""The 工作台's desktop login by QR code, where WeChat's web login does not work: the attempts.
 
 The login page shows a temporary parametric QR code (QR_STR_SCENE, scene ``login_<token>``, five
-minutes). The staff member whose WeChat identity is linked scans it in WeChat; the SCAN event (or
-the subscribe event, for someone not yet following) reaches ``/wechat`` and :func:`confirm_scan`
-marks the attempt scanned by that member. The page polls; its poll :meth:`QrLogins.claim`s the scan
-and the login goes on there (a session at once, or an SMS code first).
+minutes). An attempt goes ``waiting`` → ``scanned`` (a linked, active member scanned it in WeChat
+and was sent a link to confirm, :mod:`.qr_confirm`) → ``confirmed`` or ``refused`` (the member's
+answer on the phone) → claimed by the page's poll (:meth:`QrLogins.claim`), which logs the browser
+in (:mod:`.login`: a session at once, or an SMS code first) or says the login was refused. A scan
+never logs anyone in by itself: whoever shows the QR code to a member must not get the session.
 
 Whoever sees the QR code sees its token, so the token alone is worth nothing: the attempt is bound
 to the browser that asked for it by a second secret that only that browser holds (a cookie), and
-only a poll carrying it can claim the scan. The attempt lives in Redis only — it is worthless after
-five minutes — as a hash under ``{prefix}:staff:qr:<sha256(token)>``: the secret's SHA-256, the
-state (``waiting``, then ``scanned``), the member and identity that scanned, the expiry (by the
-service clock) and the page to go to afterwards.
+only a poll carrying it can claim the attempt; only the WeChat identity that scanned can answer it.
+The attempt lives in Redis only — it is worthless after five minutes — as a hash under
+``{prefix}:staff:qr:<sha256(token)>``: the secret's SHA-256, the state, the expiry (by the service
+clock), the page to go to afterwards, what the confirm page shows about the desktop
+(:class:`~.qr_device.Desktop`: opened at, address cut in half, browser family), and once scanned the
+member and identity that scanned. Every change of state is one Lua script, so two answers or a
+scan racing a poll never both win.
 """
 
 from __future__ import annotations
@@ -20,16 +24,15 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 import redis.asyncio as aioredis
 import segno
 from redis.exceptions import RedisError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..clock import Clock
-from ..db.models import Staff
 from ..errors import Unavailable
+from .qr_device import Desktop
 
 log = logging.getLogger("wechat_backend.staff.login")
 
@@ -37,26 +40,37 @@ LOGIN_SCENE_PREFIX = "login_"  # an institution's scene is its code: digits, nev
 QR_SECONDS = 300  # how long the temporary QR code, and the attempt, stay good
 _TTL_SLACK_SECONDS = 60  # Redis keeps an attempt a little past its expiry, then drops it
 
-# What the person who scanned reads in WeChat.
-CONFIRMED = "已确认登录工作台（电脑端），请回到电脑上继续。如不是您本人在登录，请立即联系县级管理员。"
-NOT_STAFF = (
-    "您的微信未绑定在用的工作人员账号，不能用它登录工作台。"
-    "工作人员请先在手机微信中点公众号菜单“工作台”，用登记的手机号验证一次。"
-)
-EXPIRED = "这个登录二维码已过期或已使用，请在电脑上刷新登录页，再扫描新的二维码。"
-NOT_NOW = "暂时无法确认登录，请稍后在电脑上刷新登录页重试。"
+Answer = Literal["confirmed", "refused"]
+Decided = Literal["ok", "expired", "other_identity", "used_up"]
 
-# KEYS[1]: the attempt. ARGV: now, staff id, identity id. 1 when a waiting, unexpired attempt is
-# now scanned by this member; 0 for anything else (unknown, expired, already scanned).
-_CONFIRM = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'waiting' then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'exp')) <= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'scanned', 'staff', ARGV[2], 'identity', ARGV[3])
-return 1
+# KEYS[1]: the attempt. ARGV: now, staff id, identity id. {opened, ip, browser} when the attempt
+# is now scanned by this member — a waiting one, or one this same member scanned before (the first
+# message may not have arrived); false for anything else (unknown, expired, someone else's, answered).
+_SCAN = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'exp', 'staff', 'identity', 'opened', 'ip', 'browser')
+if not f[1] or tonumber(f[2]) <= tonumber(ARGV[1]) then return false end
+if f[1] == 'waiting' then
+  redis.call('HSET', KEYS[1], 'state', 'scanned', 'staff', ARGV[2], 'identity', ARGV[3])
+elseif not (f[1] == 'scanned' and f[3] == ARGV[2] and f[4] == ARGV[3]) then
+  return false
+end
+return {f[5] or '0', f[6] or '', f[7] or ''}
+"""
+
+# KEYS[1]: the attempt. ARGV: now, identity id, 'confirmed'|'refused'. The answer is taken only
+# from the identity that scanned, once, before the expiry (checked in this order, as confirm_outcome).
+_DECIDE = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'exp', 'identity')
+if not f[1] or tonumber(f[2]) <= tonumber(ARGV[1]) then return 'expired' end
+if f[3] ~= ARGV[2] then return 'other_identity' end
+if f[1] ~= 'scanned' then return 'used_up' end
+redis.call('HSET', KEYS[1], 'state', ARGV[3])
+return 'ok'
 """
 
 # KEYS[1]: the attempt. ARGV: the secret's hash, now. {'gone'} (unknown, expired, or another
-# browser's), {'waiting'}, or {'scanned', staff, identity, next} — the attempt is used up then.
+# browser's), {'waiting'}, {'scanned'}, {'refused'}, or {'confirmed', staff, identity, next}; the
+# attempt is used up by the last two.
 _CLAIM = """
 local f = redis.call('HMGET', KEYS[1], 'secret', 'state', 'exp', 'staff', 'identity', 'next')
 if not f[1] or f[1] ~= ARGV[1] then return {'gone'} end
@@ -64,9 +78,13 @@ if tonumber(f[3]) <= tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
   return {'gone'}
 end
-if f[2] ~= 'scanned' then return {'waiting'} end
+if f[2] == 'refused' then
+  redis.call('DEL', KEYS[1])
+  return {'refused'}
+end
+if f[2] ~= 'confirmed' then return {f[2]} end
 redis.call('DEL', KEYS[1])
-return {'scanned', f[4], f[5], f[6]}
+return {'confirmed', f[4], f[5], f[6]}
 """
 
 
@@ -79,8 +97,18 @@ class QrAttempt:
 
 
 @dataclass(frozen=True)
-class Scanned:
-    """A claimed scan: who scanned, and where the page goes afterwards."""
+class Pending:
+    """An unexpired attempt as the confirm page sees it; ``identity_id`` is None until scanned."""
+
+    state: str
+    staff_id: int | None
+    identity_id: int | None
+    desktop: Desktop
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A claimed, confirmed attempt: who scanned and confirmed, and where the page goes afterwards."""
 
     staff_id: int
     identity_id: int
@@ -95,6 +123,10 @@ def login_scene(token: str) -> str:
     return LOGIN_SCENE_PREFIX + token
 
 
+def token_of(scene: str) -> str:
+    return scene[len(LOGIN_SCENE_PREFIX) :]
+
+
 def qr_image(url: str) -> str:
     """The QR code of ``url`` as an SVG ``data:`` URI (an ``<img>`` the CSP allows; no script)."""
     return segno.make(url, error="m").svg_data_uri(scale=6, border=2)
@@ -104,6 +136,14 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def _well_formed(token: object) -> bool:
+    return isinstance(token, str) and 1 <= len(token) <= 64
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class QrLogins:
     """The attempts in Redis. Redis not answering is :class:`Unavailable` (no login without it)."""
 
@@ -111,19 +151,23 @@ class QrLogins:
         self._redis = redis
         self._prefix = key_prefix
         self._clock = clock
-        self._confirm = redis.register_script(_CONFIRM) if redis is not None else None
+        self._scan = redis.register_script(_SCAN) if redis is not None else None
+        self._decide = redis.register_script(_DECIDE) if redis is not None else None
         self._claim = redis.register_script(_CLAIM) if redis is not None else None
 
     def key(self, token: str) -> str:
         return f"{self._prefix}:staff:qr:{_digest(token)[:32]}"
 
-    async def create(self, next_path: str) -> QrAttempt:
+    async def create(self, next_path: str, desktop: Desktop) -> QrAttempt:
         attempt = QrAttempt(secrets.token_urlsafe(16), secrets.token_urlsafe(32))
         fields = {
             "secret": _digest(attempt.secret),
             "state": "waiting",
             "exp": repr(self._clock.time() + QR_SECONDS),
             "next": next_path,
+            "opened": repr(desktop.opened_at),
+            "ip": desktop.ip,
+            "browser": desktop.browser,
         }
         try:
             if self._redis is None:
@@ -137,52 +181,59 @@ class QrLogins:
             raise Unavailable() from None
         return attempt
 
-    async def confirm(self, token: str, staff_id: int, identity_id: int) -> bool:
-        """The linked member ``staff_id`` scanned the code of ``token``."""
-        if self._confirm is None:
-            raise Unavailable()
+    async def scan(self, token: str, staff_id: int, identity_id: int) -> Desktop | None:
+        """The linked member ``staff_id`` scanned the code of ``token``: the desktop to describe in
+        the message, or None when the attempt cannot be scanned (see ``_SCAN``)."""
+        if not _well_formed(token):
+            return None
+        out = await self._run(self._scan, token, [repr(self._clock.time()), staff_id, identity_id])
+        if not out:
+            return None
+        opened, ip, browser = (_text(v) for v in out)
+        return Desktop(float(opened), ip, browser)
+
+    async def peek(self, token: str) -> Pending | None:
+        """The unexpired attempt of ``token`` (for the confirm page), or None."""
+        if not _well_formed(token):
+            return None
+        names = ("state", "exp", "staff", "identity", "opened", "ip", "browser")
         try:
-            done = await self._confirm(keys=[self.key(token)], args=[repr(self._clock.time()), staff_id, identity_id])
+            if self._redis is None:
+                raise RedisError("no redis")
+            values = await self._redis.hmget(self.key(token), names)
         except RedisError:
             log.warning("staff QR login: Redis unavailable")
             raise Unavailable() from None
-        return int(done) == 1
+        f = {n: _text(v) if v is not None else None for n, v in zip(names, values, strict=True)}
+        if f["state"] is None or float(f["exp"] or 0) <= self._clock.time():
+            return None
+        desktop = Desktop(float(f["opened"] or 0), f["ip"] or "", f["browser"] or "")
+        staff, identity = f["staff"], f["identity"]
+        return Pending(f["state"], int(staff) if staff else None, int(identity) if identity else None, desktop)
 
-    async def claim(self, token: str, secret: str) -> Scanned | str:
-        """The scan, used up, when this browser's attempt was scanned; else ``waiting`` or
-        ``gone`` (unknown, expired, used, or the token of another browser's attempt)."""
-        if not (isinstance(token, str) and 1 <= len(token) <= 64 and secret):
+    async def decide(self, token: str, identity_id: int, answer: Answer) -> Decided:
+        """The member's answer on the phone, taken once from the identity that scanned."""
+        if not _well_formed(token):
+            return "expired"
+        out = await self._run(self._decide, token, [repr(self._clock.time()), identity_id, answer])
+        return _text(out)  # type: ignore[return-value]
+
+    async def claim(self, token: str, secret: str) -> Confirmed | str:
+        """The confirmed attempt, used up, when this browser's attempt was confirmed on the phone;
+        else ``waiting``, ``scanned`` (not answered yet), ``refused`` (used up too) or ``gone``
+        (unknown, expired, used, or the token of another browser's attempt)."""
+        if not (_well_formed(token) and secret):
             return "gone"
-        if self._claim is None:
+        values = [_text(v) for v in await self._run(self._claim, token, [_digest(secret), repr(self._clock.time())])]
+        if values[0] != "confirmed":
+            return values[0]
+        return Confirmed(int(values[1]), int(values[2]), values[3])
+
+    async def _run(self, script: object, token: str, args: list[object]) -> object:
+        if script is None:
             raise Unavailable()
         try:
-            out = await self._claim(keys=[self.key(token)], args=[_digest(secret), repr(self._clock.time())])
+            return await script(keys=[self.key(token)], args=args)  # type: ignore[operator]
         except RedisError:
             log.warning("staff QR login: Redis unavailable")
             raise Unavailable() from None
-        values = [v.decode() if isinstance(v, bytes) else str(v) for v in out]
-        if values[0] != "scanned":
-            return values[0]
-        return Scanned(int(values[1]), int(values[2]), values[3])
-
-
-async def confirm_scan(
-    sessions: async_sessionmaker[AsyncSession],
-    redis: aioredis.Redis | None,
-    key_prefix: str,
-    clock: Clock,
-    identity_id: int,
-    scene: str,
-) -> str:
-    """A scan of a login QR code (from the callback): confirmed when the identity is linked to an
-    active staff member. Returns the text the scanner reads in WeChat. Never an institution's follow."""
-    async with sessions() as s:
-        staff_id = await s.scalar(select(Staff.id).where(Staff.identity_id == identity_id, Staff.active))
-    if staff_id is None:
-        return NOT_STAFF
-    token = scene[len(LOGIN_SCENE_PREFIX) :]
-    try:
-        confirmed = await QrLogins(redis, key_prefix, clock).confirm(token, staff_id, identity_id)
-    except Unavailable:
-        return NOT_NOW
-    return CONFIRMED if confirmed else EXPIRED

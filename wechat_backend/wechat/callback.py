@@ -68,7 +68,8 @@ from ..notify.kinds import DUE_KINDS
 from ..notify.outbox import skip_pending_of
 from ..notify.upcoming import upcoming_for
 from ..redis_client import key
-from ..staff.qr_login import confirm_scan, is_login_scene
+from ..staff.qr_confirm import announce_scan
+from ..staff.qr_login import is_login_scene
 from . import replies
 from .contact import CONTACT_TTL, contact_key, find_contact, find_institution
 from .dedupe import LINE, DedupeStore, best_effort
@@ -340,8 +341,9 @@ class CallbackService:
     async def _follow(self, openid: str, scene: str | None) -> str:
         if is_login_scene(scene):  # the 工作台's desktop login QR code: never an institution's follow
             identity = await self._identities.upsert("oa", openid, subscribed=True)
-            prefix = self._settings.redis.key_prefix
-            return await confirm_scan(self._sessions, self._redis, prefix, self._clock, identity.id, scene or "")
+            # Only announced: the member confirms on the page the reply links to (staff/qr_confirm.py).
+            settings = self._settings
+            return await announce_scan(self._sessions, self._redis, settings, self._clock, identity.id, scene or "")
         found = None
         if scene and _SCENE_CODE.fullmatch(scene):
             async with self._sessions() as s:
