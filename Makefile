@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mismatch_timing.py
 	$(BIN)/python bench/records.py --find-rate
 	$(BIN)/python bench/notify.py
+	$(BIN)/python bench/stats.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -54,6 +54,25 @@ async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
                     "补回密钥后请再运行 wechat-backend db upgrade",
                     file=sys.stderr,
                 )
+        # The data part of 0006 (stats.backfill): the name+birth index, the key-group flag, the counts.
+        from .stats.backfill import backfill, pending
+
+        left = await pending(services.sessions)
+        if left is not None:
+            with _progress(total=left, desc="补建档案的姓名+出生日期索引和重点人群标记", unit="份", leave=False) as bar:
+                filled, unreadable, counted = await backfill(
+                    services.sessions, services.keyring, services.clock.today(), progress=bar.update
+                ) or (0, 0, 0)
+            if filled:
+                print(f"已为 {filled} 份档案补建姓名+出生日期索引和重点人群标记")
+            if counted:
+                print(f"已统计 {counted} 个机构的建档、开放和绑定数")
+            if unreadable:
+                print(
+                    f"！有 {unreadable} 份档案无法解密（密钥已不在 [security] keys 中），未补建；"
+                    "补回密钥后请再运行 wechat-backend db upgrade",
+                    file=sys.stderr,
+                )
         print(f"数据库已是最新结构（版本 {await current_revision(services.engine)}）")
     finally:
         await services.close()
@@ -380,7 +399,7 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from . import housekeeping
-    from .demo import prepare_demo
+    from .demo import ensure_demo_staff, prepare_demo
 
     if not settings.is_demo:
         raise CommandError('demo 命令只能在演示模式下运行（[server] mode = "demo"）')
@@ -396,6 +415,11 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         for r in residents:
             print(f"  {r['name']}  身份证号 {r['id_number']}  手机 {r['phone']}  {r['county_name']}")
         print(f"微信沙箱（模拟手机）：{settings.server.public_base_url}/sandbox/")
+        staff = await ensure_demo_staff(services)
+        if staff:
+            print("工作台演示账号（在模拟手机中点“工作台”，输入手机号，验证码见沙箱短信收件箱）：")
+            for label, name, phone in staff:
+                print(f"  {label}  {name}  手机 {phone}")
         print("按 Ctrl+C 停止。")
         stop_worker = asyncio.Event()
         # The demo's worker, in-process: the outbox, the daily due scan, the audit sealer.
@@ -801,4 +825,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module, not this ``__main__`` copy: command modules import
+    # CommandError from ``wechat_backend.__main__``, and ``main`` must catch that same class.
+    from wechat_backend.__main__ import main as _main
+
+    sys.exit(_main())

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from .db import upgrade
-from .db.models import Archive
+from .db.models import Archive, Institution, Staff
 from .notify.kinds import BINDING_ADDED, KINDS
 from .seed import write_jsonl
 from .services import Services
@@ -47,6 +47,40 @@ async def prepare_demo(services: Services, *, archives: int, seed: int, progress
             raise RuntimeError(f"demo data rejected: {report.errors[:3]}")
     await services.counties.set_all(opening=True, phase="all")
     return await asyncio.to_thread(pick_residents, path)
+
+
+# The demo's staff: synthetic phones whose codes land in the sandbox's SMS inbox.
+DEMO_STAFF = (
+    ("city", "市级管理员（演示）", "13900000001"),
+    ("county", "县级管理员（演示）", "13900000002"),
+    ("institution", "卫生院工作人员（演示）", "13900000003"),
+)
+
+
+async def ensure_demo_staff(services: Services) -> list[tuple[str, str, str]]:
+    """One staff member per role (city; the first county; its first institution), once; returns
+    (role label, name, phone) for the demo's start-up message."""
+    from .staff.scope import ROLE_LABELS
+
+    async with services.sessions() as s:
+        have = await s.scalar(select(func.count()).select_from(Staff))
+        first = (
+            await s.execute(select(Institution.county_code, Institution.code).order_by(Institution.code).limit(1))
+        ).first()
+    if first is None:
+        return []
+    if not have:
+        county, institution = first
+        for role, name, phone in DEMO_STAFF:
+            await services.staff.add(
+                name=name,
+                phone=phone,
+                role=role,
+                county_code=county if role == "county" else None,
+                institution_code=institution if role == "institution" else None,
+                actor="demo",
+            )
+    return [(ROLE_LABELS[role], name, phone) for role, name, phone in DEMO_STAFF]
 
 
 def pick_residents(path: Any, limit: int = 6) -> list[dict]:

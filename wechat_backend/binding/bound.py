@@ -20,6 +20,7 @@ from ..config import PrivacySettings
 from ..crypto import KeyRing
 from ..db.models import Archive, Binding, Identity
 from ..errors import NotFound
+from ..stats.tally import bound_moved
 from .person import PERSON_IDS, person_identity_ids
 from .rules import RELATION_LABELS, owner_may_remove, owner_relations
 from .service import Caller, archive_owner_relations
@@ -43,6 +44,10 @@ BINDING_OF = select(
     BINDINGS.c.identity_id.in_(PERSON_IDS).label("mine"),
 ).where(BINDINGS.c.public_id == bindparam("binding"))
 DELETE_BINDING = delete(BINDINGS).where(BINDINGS.c.id == bindparam("id"))
+# The archive's row lock (as a bind takes it): a bind and an unbind of one archive, or two unbinds,
+# take turns, so exactly one of them sees its last binding go (the statistics' ``bound``).
+LOCK_ARCHIVE = select(ARCHIVES.c.id).where(ARCHIVES.c.id == bindparam("archive")).with_for_update(key_share=True)
+ANY_LEFT = select(BINDINGS.c.id).where(BINDINGS.c.archive_id == bindparam("archive")).limit(1)
 
 
 class BoundArchives:
@@ -139,7 +144,10 @@ class BoundArchives:
                 )
                 await s.commit()
                 raise NotFound("未找到这个绑定")
-            await s.execute(DELETE_BINDING, {"id": binding.id})
+            await s.execute(LOCK_ARCHIVE, {"archive": binding.archive_id})
+            removed = (await s.execute(DELETE_BINDING, {"id": binding.id})).rowcount
+            if removed and await s.scalar(ANY_LEFT, {"archive": binding.archive_id}) is None:
+                await bound_moved(s, binding.archive_id, -1)
             audit.by_identity(
                 s, caller, "unbind", binding.archive_id, detail={"relation": binding.relation, "by_owner": not mine}
             )

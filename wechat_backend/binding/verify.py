@@ -20,6 +20,7 @@ from ..errors import BadInput, Conflict, NotFound, NotOpen
 from ..ids import new_public_id
 from ..notify import Push
 from ..notify.outbox import LEASE
+from ..stats.tally import bound_moved
 from .attempts import own_attempt
 from .notice import KIND as NOTICE
 from .person import IDENTITIES, PERSON_IDS, person_identity_ids
@@ -149,6 +150,8 @@ async def _bind(svc: BindingService, s: AsyncSession, caller: Caller, attempt: R
         )
     except IntegrityError:
         raise Conflict("您已绑定这份档案") from None
+    if not any(r.archive_id == archive.id for r in rows):  # its first binding: the statistics' bound moves
+        await bound_moved(s, archive.id, 1)
     await _finish_attempt(s, attempt.id, "verified")
     audit.by_identity(s, caller, "bind", archive.id, detail={"relation": attempt.relation})
     owners = {r.identity_id for r in rows if r.archive_id == archive.id} - set(mine)

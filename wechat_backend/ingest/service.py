@@ -35,6 +35,7 @@ from ..db.models import Archive, County, Institution, ServiceRecord, utcnow
 from ..notify.kinds import RECORD_ADDED
 from ..notify.queue import Event, Queuer
 from ..notify.scan import ItemChange, add_if_missing, apply_changes
+from ..stats.tally import recount
 from .prepare import Prepared, Preparer, RawLine, init_worker, prepare_in_worker
 from .report import ImportReport, Tally
 from .upsert import lookup, upsert
@@ -124,6 +125,7 @@ class IngestService:
         statuses: bool = False,
     ) -> ImportReport:
         report = ImportReport(statuses={} if statuses else None)
+        touched: set[str] = set()  # institutions whose archives changed: recounted at the end
         started = time.perf_counter()
         today = self._today()
 
@@ -143,29 +145,30 @@ class IngestService:
                 else:
                     pending.append(loop.create_task(asyncio.to_thread(self._preparer.prepare, chunk, today)))
                 while len(pending) >= ahead:
-                    await self._write_batch(await pending.popleft(), report, reject, progress)
+                    await self._write_batch(await pending.popleft(), report, reject, progress, touched)
             while pending:
-                await self._write_batch(await pending.popleft(), report, reject, progress)
+                await self._write_batch(await pending.popleft(), report, reject, progress, touched)
         finally:
             for future in pending:
                 future.cancel()
+        await self._recount(touched)
         report.seconds = time.perf_counter() - started
         return report
 
     async def _write_batch(
-        self, prepared: Prepared, report: ImportReport, reject: ErrorSink, progress: Progress | None
+        self, prepared: Prepared, report: ImportReport, reject: ErrorSink, progress: Progress | None, touched: set[str]
     ) -> None:
         report.lines += prepared.lines
         report.add_unknown(prepared.unknown_keys)
         for no, reason in prepared.errors:
             reject(no, reason)
-        await self._apply(prepared, report, reject)
+        await self._apply(prepared, report, reject, touched)
         if progress:
             progress(prepared.consumed)
 
     # ------------------------------------------------------------------ stage 2: the database
 
-    async def _apply(self, prepared: Prepared, report: ImportReport, reject: ErrorSink) -> None:
+    async def _apply(self, prepared: Prepared, report: ImportReport, reject: ErrorSink, touched: set[str]) -> None:
         if not (prepared.institutions or prepared.archives or prepared.records):
             return
         counts = {"inserted": 0, "updated": 0, "unchanged": 0}
@@ -173,7 +176,9 @@ class IngestService:
         rejected: list[tuple[int, str]] = []
         try:
             async with self._sessions.begin() as s:
-                await self._write(s, prepared, Tally(counts, lines), lambda no, why: rejected.append((no, why)))
+                await self._write(
+                    s, prepared, Tally(counts, lines), lambda no, why: rejected.append((no, why)), touched
+                )
         except (IntegrityError, DBAPIError):
             # A conflict the checks could not see (e.g. a concurrent import): apply line by line so
             # only the offending line is rejected and everything else still lands.
@@ -182,7 +187,7 @@ class IngestService:
                 reject(numbers[0], "与数据库中已有数据冲突（机构代码重复或并发导入），请稍后重试")
                 return
             for no in numbers:
-                await self._apply(prepared.only(no), report, reject)
+                await self._apply(prepared.only(no), report, reject, touched)
             return
         if report.statuses is not None:
             report.statuses.update(lines)
@@ -191,11 +196,11 @@ class IngestService:
         for key, n in counts.items():
             setattr(report, key, getattr(report, key) + n)
 
-    async def _write(self, s: AsyncSession, p: Prepared, counts: Tally, reject: ErrorSink) -> None:
+    async def _write(self, s: AsyncSession, p: Prepared, counts: Tally, reject: ErrorSink, touched: set[str]) -> None:
         if p.institutions:
             await self._write_institutions(s, p.institutions, counts, reject)
         if p.archives:
-            await self._write_archives(s, p.archives, counts, reject)
+            await self._write_archives(s, p.archives, counts, reject, touched)
         if p.records:
             await self._write_records(s, p.records, counts, reject)
 
@@ -271,7 +276,7 @@ class IngestService:
             self._county_of.update(dict(rows.all()))
         return self._county_of
 
-    async def _write_archives(self, s: AsyncSession, items: list, counts: Tally, reject: ErrorSink):
+    async def _write_archives(self, s: AsyncSession, items: list, counts: Tally, reject: ErrorSink, touched: set[str]):
         county_of = await self._counties_for(s, {x.institution_code for _, x, _ in items})
         ok = []
         for no, x, row in items:
@@ -283,7 +288,11 @@ class IngestService:
             else:
                 row["county_code"] = county
                 ok.append((no, x, row))
+        # The institution an updated archive was under before: its figures move too.
+        was_under = await lookup(s, Archive.__table__, "institution_code", {x.upstream_id for _, x, _ in ok})
         winners, _ = await self._upsert_newer(s, Archive, ok, counts)
+        touched.update(row["institution_code"] for _, _, row in winners)
+        touched.update(was_under[x.upstream_id] for _, x, _ in winners if x.upstream_id in was_under)
         with_due = {x.upstream_id: x.due for _, x, _ in winners if x.due}
         if with_due:  # the child checks and the first yearly exam, by age
             ids = await lookup(s, Archive.__table__, "id", set(with_due))
@@ -296,6 +305,15 @@ class IngestService:
                     for kind, due_on in dues
                 ),
             )
+
+    async def _recount(self, codes: set[str]) -> None:
+        """The stock figures (``stats.tally``) of the institutions whose archives changed: once per
+        import, one transaction per institution. A recount reads all of an institution's archives,
+        so one after every batch would cost a large import as much as the import itself; the
+        worker's daily recount catches up whatever an interrupted import left uncounted."""
+        for code in sorted(codes):
+            async with self._sessions.begin() as s:
+                await recount(s, [code])
 
     async def _upsert_newer(self, s: AsyncSession, model: Any, ok: list, counts: Tally) -> tuple[list, set[str]]:
         """Write the ``(line_no, line, row)`` items whose version beats the stored one; returns them
