@@ -61,3 +61,19 @@ async def test_downgrade_is_refused_while_staff_accounts_exist_and_drops_nothing
         assert await current_revision(engine) == "0006"
     finally:
         await engine.dispose()
+
+
+async def test_the_upgrade_through_0006_keeps_every_record_binding_and_push(services: Any, tmp_path: Any) -> None:
+    """On SQLite a batch-mode alter of ``archives`` would rebuild the table and, foreign keys on,
+    cascade-delete everything pointing at it: 0006 alters it in place."""
+    from ingest_lines import archive, institution, record, write
+
+    lines = [institution(), archive(1), archive(2), record(1, 1), record(2, 2)]
+    report = await services.ingest.import_file(write(tmp_path / "a.jsonl", lines))
+    assert report.exit_code == 0, report
+    tables = ("archives", "service_records")
+    before = {t: await scalar(services.engine, f"SELECT count(*) FROM {t}") for t in tables}
+    assert before == {"archives": 2, "service_records": 2}
+    await alembic(services.engine, "downgrade", "0005")
+    await upgrade(services.engine)
+    assert {t: await scalar(services.engine, f"SELECT count(*) FROM {t}") for t in tables} == before

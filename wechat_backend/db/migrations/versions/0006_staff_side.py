@@ -54,20 +54,23 @@ def upgrade() -> None:
             op.f("fk_staff_identity_id_identities"), "identities", ["identity_id"], ["id"], ondelete="SET NULL"
         )
 
-    with op.batch_alter_table("archives") as batch:
-        batch.add_column(sa.Column("name_birth_bidx", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("open_override", sa.Boolean(), nullable=True))
-        batch.add_column(sa.Column("open_override_at", UTC_DATETIME, nullable=True))
-        batch.add_column(sa.Column("open_override_by", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("key_group", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("key_group_review_on", sa.Date(), nullable=True))
-        batch.create_index(op.f("ix_archives_name_birth_bidx"), ["name_birth_bidx"])
-        batch.create_index(op.f("ix_archives_key_group_review_on"), ["key_group_review_on"])
-        # The statistics recount one institution at a time.
-        batch.create_index(op.f("ix_archives_institution_code"), ["institution_code"])
-
-    with op.batch_alter_table("identities") as batch:
-        batch.create_index(op.f("ix_identities_subscribed_at"), ["subscribed_at"])
+    # ``archives`` and ``identities`` are altered in place, never in batch mode: on SQLite a batch
+    # rebuilds the table, and dropping a parent table with foreign keys on cascade-deletes every
+    # record, binding and push that points at it.
+    for column in (
+        sa.Column("name_birth_bidx", sa.BigInteger(), nullable=True),
+        sa.Column("open_override", sa.Boolean(), nullable=True),
+        sa.Column("open_override_at", UTC_DATETIME, nullable=True),
+        sa.Column("open_override_by", sa.Integer(), nullable=True),
+        sa.Column("key_group", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("key_group_review_on", sa.Date(), nullable=True),
+    ):
+        op.add_column("archives", column)
+    op.create_index(op.f("ix_archives_name_birth_bidx"), "archives", ["name_birth_bidx"])
+    op.create_index(op.f("ix_archives_key_group_review_on"), "archives", ["key_group_review_on"])
+    # The statistics recount one institution at a time.
+    op.create_index(op.f("ix_archives_institution_code"), "archives", ["institution_code"])
+    op.create_index(op.f("ix_identities_subscribed_at"), "identities", ["subscribed_at"])
 
     with op.batch_alter_table("feedback") as batch:
         batch.add_column(sa.Column("county_code", sa.String(length=6), nullable=True))
@@ -106,6 +109,20 @@ def upgrade() -> None:
     # Audit viewer filters (actor, action) within a date range.
     op.create_index(op.f("ix_audit_log_actor_id"), "audit_log", ["actor_id"])
     op.create_index(op.f("ix_audit_log_action_at"), "audit_log", ["action", "at"])
+    # Statistics: pushes placed by an index-only join with the archives; distinct readers per day.
+    op.create_index("ix_archives_id_place", "archives", ["id"], postgresql_include=["county_code", "institution_code"])
+    op.create_table(
+        "reader_days",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("institution_code", sa.String(length=32), nullable=False),
+        sa.Column("identity_id", sa.Integer(), nullable=False),
+        sa.Column("county_code", sa.String(length=6), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["identity_id"], ["identities.id"], name=op.f("fk_reader_days_identity_id_identities"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("day", "institution_code", "identity_id", name=op.f("pk_reader_days")),
+    )
+    op.create_index("ix_reader_days_county_code_day", "reader_days", ["county_code", "day"])
 
 
 def downgrade() -> None:
@@ -114,6 +131,9 @@ def downgrade() -> None:
     if op.get_bind().execute(sa.text("SELECT count(*) FROM staff")).scalar():
         raise RuntimeError("降级到 0005 前请先删除全部工作人员账号（0005 的 staff 表无法保存它们）")
     op.execute("DELETE FROM data_steps WHERE name = '0006_stats_backfill'")
+    op.drop_index("ix_reader_days_county_code_day", table_name="reader_days")
+    op.drop_table("reader_days")
+    op.drop_index("ix_archives_id_place", table_name="archives")
     op.drop_index(op.f("ix_audit_log_action_at"), table_name="audit_log")
     op.drop_index(op.f("ix_audit_log_actor_id"), table_name="audit_log")
     op.drop_table("qr_codes")
@@ -125,21 +145,19 @@ def downgrade() -> None:
         batch.drop_index(op.f("ix_feedback_county_code"))
         for column in ("delivery", "channel", "route", "county_code"):
             batch.drop_column(column)
-    with op.batch_alter_table("identities") as batch:
-        batch.drop_index(op.f("ix_identities_subscribed_at"))
-    with op.batch_alter_table("archives") as batch:
-        batch.drop_index(op.f("ix_archives_institution_code"))
-        batch.drop_index(op.f("ix_archives_key_group_review_on"))
-        batch.drop_index(op.f("ix_archives_name_birth_bidx"))
-        for column in (
-            "key_group_review_on",
-            "key_group",
-            "open_override_by",
-            "open_override_at",
-            "open_override",
-            "name_birth_bidx",
-        ):
-            batch.drop_column(column)
+    op.drop_index(op.f("ix_identities_subscribed_at"), table_name="identities")
+    # In place, as in upgrade (plain ALTER TABLE … DROP COLUMN, SQLite 3.35+).
+    for index in ("ix_archives_institution_code", "ix_archives_key_group_review_on", "ix_archives_name_birth_bidx"):
+        op.drop_index(op.f(index), table_name="archives")
+    for column in (
+        "key_group_review_on",
+        "key_group",
+        "open_override_by",
+        "open_override_at",
+        "open_override",
+        "name_birth_bidx",
+    ):
+        op.drop_column("archives", column)
     with op.batch_alter_table("staff") as batch:
         batch.drop_constraint(op.f("fk_staff_identity_id_identities"), type_="foreignkey")
         batch.drop_index(op.f("ix_staff_phone_bidx"))
