@@ -71,7 +71,7 @@ class InboxQuestionPage(StaffHandler):
             self.set_status(error.status)
             await self.show(public_id, typed=reply, error=error)
             return
-        self.redirect(self.reverse_url("staff_inbox_question", public_id) + "?answered=1")
+        self.redirect(self.reverse_url("staff_inbox_question", public_id) + "?answered=1", status=303)
 
     async def show(self, public_id: str, *, typed: str, error: AppError | None) -> None:
         q = await self.services.feedback.read(
