@@ -23,15 +23,17 @@ import pytest
 from binding.conftest import ELDER, PARENT_OF_CHILD_PHONE, person
 from conftest import Live
 from ingest_lines import COUNTY, archive, write
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from staff.conftest import INSTITUTION, OTHER_INSTITUTION
-from wechat_backend.clock import FixedClock
-from wechat_backend.db.models import Archive, AuditEvent, Binding, Feedback, Notification
+from wechat_backend.clock import LOCAL_ZONE, FixedClock
+from wechat_backend.db.models import Archive, AuditEvent, Binding, Feedback, Notification, ReaderDay
 from wechat_backend.ids import new_public_id
+from wechat_backend.stats.daily import daily_stats
 from wechat_backend.stats.export import HEADER
 from wechat_backend.stats.figures import JSON_KEYS, Scope, StatsService, Viewer
 from wechat_backend.stats.period import Period
+from wechat_backend.stats.readers import fill_from_audit
 
 OTHER_COUNTY = OTHER_INSTITUTION[:6]
 CITY = (None, None)
@@ -269,6 +271,79 @@ def page_rows(html: str) -> dict[tuple[str | None, str | None], list[str]]:
     parser = _Rows()
     parser.feed(html)
     return parser.rows
+
+
+async def audit_readers(services: Any, since: dt.datetime) -> int:
+    """Distinct residents with an ok ``archive_read`` audit row since ``since``: what the readers
+    figure counted before ``reader_days`` (one county, one institution here)."""
+    async with services.sessions() as s:
+        rows = await s.scalars(
+            select(AuditEvent.actor_id).where(
+                AuditEvent.action == "archive_read",
+                AuditEvent.result == "ok",
+                AuditEvent.actor_type == "identity",
+                AuditEvent.at >= since,
+            )
+        )
+        return len(set(rows))
+
+
+async def reader_days(services: Any) -> list[tuple[dt.date, str, int, str]]:
+    async with services.sessions() as s:
+        found = await s.execute(
+            select(ReaderDay.day, ReaderDay.institution_code, ReaderDay.identity_id, ReaderDay.county_code).order_by(
+                ReaderDay.day, ReaderDay.identity_id
+            )
+        )
+        return [tuple(r) for r in found.all()]
+
+
+async def test_a_residents_reads_land_in_reader_days_once_a_day(people: Live, resident: Any) -> None:
+    _, services = people
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    a, b = await resident("甲"), await resident("乙")
+    await a.bind(ELDER)
+    services.clock.advance(seconds=61)  # one code a minute to a phone
+    await b.bind(ELDER, relation="parent", phone=person(ELDER)["phone"])
+    public = (await a.archives())[0]["id"]
+    for path in ("", "/basic", "/records", "/trends", "/access-log", ""):  # six reads, one day
+        assert (await a.call("GET", f"/api/v1/archives/{public}{path}")).status_code == 200
+    assert (await b.call("GET", f"/api/v1/archives/{public}")).status_code == 200
+    stranger = await resident("丙")
+    await stranger.bind(PARENT_OF_CHILD_PHONE)
+    assert (await stranger.call("GET", f"/api/v1/archives/{public}")).status_code == 404  # not theirs: no row
+
+    today = dt.datetime.now(LOCAL_ZONE).date()
+    elder = await archive_id(services, ELDER)
+    async with services.sessions() as s:  # the two who bound it, 甲 and 乙
+        who = set(await s.scalars(select(Binding.identity_id).where(Binding.archive_id == elder)))
+    rows = await reader_days(services)
+    assert [(d, i, c) for d, i, _, c in rows] == [(today, INSTITUTION, COUNTY)] * 2
+    assert {identity for _, _, identity, _ in rows} == who
+    now = await figures(services)
+    assert now[MINE]["readers"] == now[TOTAL]["readers"] == now[CITY]["readers"] == 2
+    assert await audit_readers(services, since) == 2
+
+    # The backfill writes the same rows from the audit log, and places a read by its local day:
+    # 00:30 in Shanghai is 16:30 UTC the day before.
+    early = dt.datetime.combine(today - dt.timedelta(days=3), dt.time(0, 30), LOCAL_ZONE).astimezone(dt.UTC)
+    async with services.sessions.begin() as s:
+        await s.execute(delete(ReaderDay))
+        s.add(AuditEvent(at=early, actor_type="identity", actor_id=str(min(who)), action="archive_read",
+                         archive_id=elder, result="ok"))  # fmt: skip
+    await fill_from_audit(services.sessions)
+    assert await reader_days(services) == [(today - dt.timedelta(days=3), INSTITUTION, min(who), COUNTY), *rows]
+    assert (await figures(services)) == now  # the last two days: the same figures as before
+
+    # The daily job forgets reader days the audit log's retention no longer keeps.
+    keep = services.settings.audit.retention_days
+    old = [today - dt.timedelta(days=keep + 1), today - dt.timedelta(days=keep)]
+    await add(
+        services,
+        *(ReaderDay(day=d, institution_code=INSTITUTION, identity_id=min(who), county_code=COUNTY) for d in old),
+    )
+    assert (await daily_stats(services)).reader_days_dropped == 1
+    assert [r[0] for r in await reader_days(services)] == [old[1], today - dt.timedelta(days=3), today, today]
 
 
 async def test_each_member_sees_their_own_scope_only(people: Live, staff_web: Any) -> None:

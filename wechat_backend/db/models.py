@@ -96,6 +96,9 @@ class Institution(Timestamps, Base):
 
 class Archive(Timestamps, Base):
     __tablename__ = "archives"
+    # The statistics place each push by its archive: an index-only join (PostgreSQL) instead of
+    # reading the wide rows (each carries its ciphertext). SQLite gets a plain index on id.
+    __table_args__ = (Index("ix_archives_id_place", "id", postgresql_include=["county_code", "institution_code"]),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(24), unique=True, default=new_public_id)
@@ -372,6 +375,28 @@ class StatSnapshot(Base):
     key_group: Mapped[int] = mapped_column(Integer, default=0)
     opened: Mapped[int] = mapped_column(Integer, default=0)
     bound: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReaderDay(Base):
+    """A resident identity that read an archive of the institution on that day (Asia/Shanghai),
+    written with the ``archive_read`` audit row (``stats/readers.py``) and filled from the audit log
+    by the 0006 backfill: the statistics count distinct readers here, not in the audit log."""
+
+    __tablename__ = "reader_days"
+    # Per county: an index-only range scan (PostgreSQL) that can still limit to some institutions.
+    __table_args__ = (
+        Index(
+            "ix_reader_days_county_code_day",
+            "county_code",
+            "day",
+            postgresql_include=["institution_code", "identity_id"],
+        ),
+    )
+
+    institution_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), primary_key=True)
+    county_code: Mapped[str] = mapped_column(String(6))
 
 
 class QrCode(Base):

@@ -31,9 +31,10 @@ from ..binding.person import PERSON_IDS
 from ..clock import Clock
 from ..config import PrivacySettings
 from ..crypto import KeyRing
-from ..db.models import Archive, AuditEvent, Binding, Institution, ServiceRecord
+from ..db.models import Archive, AuditEvent, Binding, Institution, ServiceRecord, utcnow
 from ..errors import BadInput, NotFound, NotOpen
 from ..privacy import redact_payload
+from ..stats.readers import note_read
 from .present import present
 from .sections import BY_KEY, RESIDENT_KINDS, SECTION_OF_KIND
 from .trends import TrendInput, series
@@ -64,6 +65,7 @@ INSTITUTIONS = Institution.__table__
 _BOUND = (
     with_place(
         ARCHIVES.c.completeness,
+        ARCHIVES.c.county_code,
         ARCHIVES.c.institution_code,
         BINDINGS.c.public_id.label("binding_id"),
         BINDINGS.c.relation,
@@ -142,13 +144,13 @@ class RecordsService:
         async with self._sessions.begin() as s:
             opened = await self._open(s, caller, archive_id, "cover")
             records = await self._records(s, opened)
-            self._read(s, caller, opened, "cover")
+            await self._read(s, caller, opened, "cover")
             return cover(opened.row, opened.fields, opened.today, records, self._note(opened.row), self._policy)
 
     async def basic(self, caller: audit.Caller, archive_id: str) -> dict[str, Any]:
         async with self._sessions.begin() as s:
             opened = await self._open(s, caller, archive_id, "basic")
-            self._read(s, caller, opened, "basic")
+            await self._read(s, caller, opened, "basic")
             return {"id": opened.row.public_id, "fields": basic_fields(opened.fields, opened.today, self._policy)}
 
     async def records(
@@ -161,7 +163,7 @@ class RecordsService:
         async with self._sessions.begin() as s:
             opened = await self._open(s, caller, archive_id, kind or "records")
             records = await self._records(s, opened)
-            self._read(s, caller, opened, kind or "records")
+            await self._read(s, caller, opened, kind or "records")
         chosen = [r for r in records if kind is None or SECTION_OF_KIND[r.kind].key == kind]
         if after is not None:
             chosen = [r for r in chosen if (r.date, r.id) < after]
@@ -182,7 +184,7 @@ class RecordsService:
                 await s.commit()
                 raise NotFound()
             (record,) = found
-            self._read(s, caller, opened, SECTION_OF_KIND[record.kind].key, record_pk=record.pk)
+            await self._read(s, caller, opened, SECTION_OF_KIND[record.kind].key, record_pk=record.pk)
         shown = present(record.kind, record.payload, next_due_date=record.next_due_date)
         return {
             "id": record.id,
@@ -201,7 +203,7 @@ class RecordsService:
         async with self._sessions.begin() as s:
             opened = await self._open(s, caller, archive_id, "trends")
             records = await self._records(s, opened)
-            self._read(s, caller, opened, "trends")
+            await self._read(s, caller, opened, "trends")
         found = series(
             (TrendInput(r.kind, r.date, r.payload) for r in records),
             birth_date=dt.date.fromisoformat(opened.fields["birth_date"]),
@@ -215,7 +217,7 @@ class RecordsService:
             opened = await self._open(s, caller, archive_id, "access_log")
             relations = dict((await s.execute(RELATIONS_ON, {"archive_pk": opened.pk})).all())
             reads = (await s.execute(READS_OF, {"archive_pk": opened.pk, "limit": limit})).all()
-            self._read(s, caller, opened, "access_log")
+            await self._read(s, caller, opened, "access_log")
         institution = opened.row.institution_code
         return {"id": opened.row.public_id, "entries": [access_entry(r, relations, institution) for r in reads]}
 
@@ -269,7 +271,7 @@ class RecordsService:
                         found[r.archive_id].append(record)
             for pk, opened in visible.items():
                 records = sorted(found[pk], key=lambda r: (r.date, r.id), reverse=True)
-                self._read(s, caller, opened, "home")
+                await self._read(s, caller, opened, "home")
                 out[opened.row.public_id] |= {
                     "next_due": next_due(records, today)[:1],
                     "latest": list_item(records[0]) if records else None,
@@ -332,9 +334,12 @@ class RecordsService:
             payload=redact_payload(kind, sealed.get("payload"), self._policy),
         )
 
-    def _read(
+    async def _read(
         self, s: AsyncSession, caller: audit.Caller, opened: Opened, section: str, *, record_pk: int | None = None
     ) -> None:
+        """The read's audit row and, for the statistics' readers, the identity's reader day."""
+        row = opened.row
+        await note_read(s, caller.identity_id, row.county_code, row.institution_code, utcnow())
         audit.record(
             s,
             actor_type="identity",

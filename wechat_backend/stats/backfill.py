@@ -1,6 +1,7 @@
 """The data part of migration 0006: archives imported before it get ``name_birth_bidx``, the
-key-group flag and its review date, and every institution is counted (``archive_counts`` starts
-empty).
+key-group flag and its review date, the residents' reads already audited get their
+``reader_days`` (``readers.fill_from_audit``), and every institution is counted
+(``archive_counts`` starts empty).
 
 Each archive imported before 0006 has ``name_birth_bidx`` NULL (an import since fills it: name and
 birth date are required), which is how they are found, so an interrupted run picks up where it
@@ -23,6 +24,7 @@ from ..crypto import KeyRing
 from ..db.models import Archive, DataStep
 from .daily import recount_all
 from .key_group import key_group
+from .readers import fill_from_audit
 
 STEP = "0006_stats_backfill"
 
@@ -93,6 +95,7 @@ async def backfill(
             after = rows[-1].id
         if progress:
             progress(len(rows))
+    await fill_from_audit(sessions)  # the reads before 0006 (idempotent, so a rerun is harmless)
     institutions = await recount_all(sessions)
     if not unreadable:
         async with sessions.begin() as s:

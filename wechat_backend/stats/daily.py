@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..crypto import KeyRing
 from ..db.models import Archive, ArchiveCount, Institution, StatSnapshot
 from .key_group import key_group
+from .readers import forget_before
 from .stock import LIVE
 from .tally import recount
 
@@ -53,6 +54,7 @@ class DailyReport:
     unreadable: int  # of those, archives whose key is no longer in the ring (left as they were)
     institutions: int  # recounted
     snapshot_rows: int
+    reader_days_dropped: int = 0  # older than the audit log's retention
 
 
 async def refresh_key_groups(
@@ -128,13 +130,17 @@ async def daily_stats(services: Services) -> DailyReport:
     refreshed, unreadable = await refresh_key_groups(services.sessions, services.keyring, today)
     institutions = await recount_all(services.sessions)
     written = await write_snapshot(services.sessions, today)
-    report = DailyReport(refreshed, unreadable, institutions, written)
+    kept = today - dt.timedelta(days=services.settings.audit.retention_days)
+    dropped = await forget_before(services.sessions, kept)
+    report = DailyReport(refreshed, unreadable, institutions, written, dropped)
     log.info(
-        "statistics for %s: %d key-group flags refreshed (%d unreadable), %d institutions recounted, %d snapshot rows",
+        "statistics for %s: %d key-group flags refreshed (%d unreadable), %d institutions recounted, %d snapshot rows,"
+        " %d reader days dropped",
         today,
         refreshed,
         unreadable,
         institutions,
         written,
+        dropped,
     )
     return report

@@ -240,11 +240,13 @@ class StatsService:
         format ``export``). The audit row says which figures, never anything about a person."""
         today = self._clock.today()
         start, end = period.utc_bounds()
-        async with self._sessions.begin() as s:
+        async with self._sessions() as s:
             institutions, county_names = await _places(s, scope)
             codes = None if scope.city_total else [code for _, code, _ in institutions]
             stock = await stock_as_of(s, period.end, today, codes)
-            flows = await read_flows(s, start, end, codes)
+        # Its own sessions (none held here while it waits for them: no pool deadlock).
+        flows = await read_flows(self._sessions, start, end, codes, whole_counties=scope.institution is None)
+        async with self._sessions.begin() as s:
             audit.record(
                 s,
                 actor_type=viewer.actor_type,

@@ -1,8 +1,9 @@
 """Flow figures within a period, by institution, each one SQL aggregate:
 
-* readers — distinct resident identities with an ``archive_read`` audit row (result ok) on an
-  archive of the institution (``audit_log (action, at)``); counted distinct again per county and
-  for the city, since one person may read archives of two institutions;
+* readers — distinct resident identities that read an archive of the institution (an
+  ``archive_read`` audit row, result ok), counted in ``reader_days`` (one row per local day,
+  institution and identity, written with the audit row: ``readers.py``); counted distinct again
+  per county and for the city, since one person may read archives of two institutions;
 * pushes sent (by ``sent_at``), skipped and dead (by ``updated_at``), by the institution of the
   archive the push is about (a push about no archive counts in the city's total only);
 * questions received (``feedback.created_at``) and answered (``replied_at``) by the inbox they went
@@ -11,12 +12,12 @@
 * follows by an institution's QR code — identities whose ``subscribed_at`` is in the period and
   whose ``scene_institution_code`` is that institution.
 
-Reads and pushes find their institution through their archive, in one join
-(:func:`archive_events_query`). That join is what the statistics cost at scale: the archives table
-is wide (each row carries its ciphertext) and a month of a 500,000-archive county holds some
-200,000 reads, so PostgreSQL reads the whole table to place them (``bench/stats.py``). Nothing else
-here reads the archives. ``notifications`` has no index on ``sent_at`` or ``updated_at``: the
-pushes are a scan of that table.
+Pushes find their institution through their archive (:func:`pushes_query`), an index-only join on
+``ix_archives_id_place`` on PostgreSQL: the archives table itself is wide (each row carries its
+ciphertext). Readers no longer touch the audit log or the archives: at 500,000 archives placing a
+month's 200,000 reads through the archives and sorting them for distinct readers was most of the
+page's time (``bench/stats.py``). ``notifications`` has no index on ``sent_at`` or ``updated_at``:
+the pushes are a scan of that (narrow) table.
 
 ``codes`` limits everything to those institutions (None: the whole city, with the city-only
 buckets).
@@ -24,17 +25,18 @@ buckets).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, String, and_, case, distinct, func, literal, null, or_, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..db.models import Archive, AuditEvent, Feedback, Identity, Notification
-from ..records.service import READ
+from ..db.models import Archive, Feedback, Identity, Notification
+from .readers import area_readers_query, institution_readers_query, local_day
 
-ARCHIVES, AUDIT, NOTES = Archive.__table__, AuditEvent.__table__, Notification.__table__
+ARCHIVES, NOTES = Archive.__table__, Notification.__table__
 FEEDBACK, IDENTITIES = Feedback.__table__, Identity.__table__
 
 PUSH_KEYS = ("pushes_sent", "pushes_skipped", "pushes_dead")
@@ -62,55 +64,25 @@ def _within(column, start: dt.datetime, end: dt.datetime):
     return and_(column >= start, column < end)
 
 
-# What ``archive_events_query`` counts: 0 distinct readers, then pushes by outcome.
-EVENT_KEYS = ("readers", *PUSH_KEYS)
-
-
-def archive_events_query(start: dt.datetime, end: dt.datetime, codes: list[str] | None):
-    """Reads and pushes: the flows that belong to an institution through their archive, placed in
-    one join with the archives (most of their cost: the archives table is wide, and a period holds
-    many reads). Rows (county, institution, kind, n): kind 0 is distinct readers per institution,
-    then per county (institution None), then the city (both None); kinds 1–3 are pushes sent,
-    skipped, dead per institution (both None: pushes about no archive)."""
+def pushes_query(start: dt.datetime, end: dt.datetime, codes: list[str] | None):
+    """Pushes sent, skipped and dead in the period, placed by their archive. Rows (county,
+    institution, kind, n), kind 1–3 as :data:`PUSH_KEYS`; both None: pushes about no archive."""
     sent = and_(NOTES.c.status == "sent", _within(NOTES.c.sent_at, start, end))
     skipped = and_(NOTES.c.status == "skipped", _within(NOTES.c.updated_at, start, end))
     dead = and_(NOTES.c.status == "dead", _within(NOTES.c.updated_at, start, end))
-    none = null().cast(String)
-    reads = select(AUDIT.c.archive_id, AUDIT.c.actor_id, literal(0, Integer).label("kind")).where(
-        AUDIT.c.action == READ,
-        _within(AUDIT.c.at, start, end),
-        AUDIT.c.result == "ok",
-        AUDIT.c.actor_type == "identity",
+    kind = case((sent, 1), (skipped, 2), else_=3).label("kind")
+    pushes = select(NOTES.c.archive_id, kind).where(or_(sent, skipped, dead)).subquery("pushes")
+    query = (
+        select(ARCHIVES.c.county_code, ARCHIVES.c.institution_code, pushes.c.kind, func.count())
+        .select_from(pushes.outerjoin(ARCHIVES, ARCHIVES.c.id == pushes.c.archive_id))
+        .group_by(ARCHIVES.c.county_code, ARCHIVES.c.institution_code, pushes.c.kind)
     )
-    pushes = select(
-        NOTES.c.archive_id, none.label("actor_id"), case((sent, 1), (skipped, 2), else_=3).label("kind")
-    ).where(or_(sent, skipped, dead))
-    events = union_all(reads, pushes).subquery("events")
-    placed = select(events.c.actor_id, events.c.kind, ARCHIVES.c.county_code, ARCHIVES.c.institution_code).select_from(
-        events.outerjoin(ARCHIVES, ARCHIVES.c.id == events.c.archive_id)
-    )
-    if codes is not None:
-        placed = placed.where(ARCHIVES.c.institution_code.in_(codes))
-    placed = placed.cte("placed")  # PostgreSQL materialises a CTE used more than once: one join
-    readers = (
-        select(placed.c.actor_id, placed.c.county_code, placed.c.institution_code)
-        .where(placed.c.kind == 0)
-        .distinct()
-        .cte("readers")
-    )
-    zero = literal(0, Integer)
-    return union_all(
-        select(readers.c.county_code, readers.c.institution_code, zero, func.count()).group_by(
-            readers.c.county_code, readers.c.institution_code
-        ),
-        select(readers.c.county_code, none, zero, func.count(distinct(readers.c.actor_id))).group_by(
-            readers.c.county_code
-        ),
-        select(none, none, zero, func.count(distinct(readers.c.actor_id))),
-        select(placed.c.county_code, placed.c.institution_code, placed.c.kind, func.count())
-        .where(placed.c.kind > 0)
-        .group_by(placed.c.county_code, placed.c.institution_code, placed.c.kind),
-    )
+    return query if codes is None else query.where(ARCHIVES.c.institution_code.in_(codes))
+
+
+def local_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The first and last local day of [start, end) (``Period.utc_bounds``: local midnights)."""
+    return local_day(start), local_day(end - dt.timedelta(microseconds=1))
 
 
 def _by_institution(column, timestamp, start: dt.datetime, end: dt.datetime, codes: list[str] | None):
@@ -126,26 +98,60 @@ def waits_query(start: dt.datetime, end: dt.datetime, codes: list[str] | None):
     return query if codes is None else query.where(FEEDBACK.c.institution_code.in_(codes))
 
 
-async def read_flows(s: AsyncSession, start: dt.datetime, end: dt.datetime, codes: list[str] | None) -> Flows:
-    out = Flows()
-    for county, institution, kind, n in (await s.execute(archive_events_query(start, end, codes))).all():
-        if kind > 0:
-            out.add(institution, EVENT_KEYS[kind], n)
-        elif institution is not None:
-            out.add(institution, "readers", n)
-        elif county is not None:
-            out.readers_by_county[county] = n
-        else:
-            out.readers_city = n
+async def read_flows(
+    sessions: async_sessionmaker[AsyncSession],
+    start: dt.datetime,
+    end: dt.datetime,
+    codes: list[str] | None,
+    *,
+    whole_counties: bool = True,
+) -> Flows:
+    """The flows of the period for ``codes`` (``whole_counties``: see
+    :func:`readers.area_readers_query`). On PostgreSQL the two readers counts and the rest (pushes
+    first) run at once on three sessions of their own: the readers and the pushes are most of the
+    time and each is a single-threaded scan and sort, so more cores shorten the wait (each statement
+    sees its own snapshot in READ COMMITTED anyway). Each session needs one connection and waits for
+    no other, so views at once queue for the pool but cannot deadlock on it."""
+    first, last = local_days(start, end)
     asked = _by_institution(FEEDBACK.c.institution_code, FEEDBACK.c.created_at, start, end, codes)
-    for institution, n in (await s.execute(asked)).all():
-        out.add(institution, "questions", n)
-    for institution, asked_at, replied_at in (await s.execute(waits_query(start, end, codes))).all():
-        out.add(institution, "answered", 1)
-        out.waits.append((institution, (replied_at - asked_at).total_seconds() / 3600))
     follows = _by_institution(IDENTITIES.c.scene_institution_code, IDENTITIES.c.subscribed_at, start, end, codes).where(
         IDENTITIES.c.scene_institution_code.is_not(None)
     )
-    for institution, n in (await s.execute(follows)).all():
+    groups = [
+        [institution_readers_query(first, last, codes)],
+        [area_readers_query(first, last, codes, whole_counties=whole_counties)],
+        [pushes_query(start, end, codes), asked, waits_query(start, end, codes), follows],
+    ]
+
+    async def run(s: AsyncSession, queries: list) -> list[list]:
+        return [list((await s.execute(q)).all()) for q in queries]
+
+    async def alone(queries: list) -> list[list]:
+        async with sessions() as s:
+            return await run(s, queries)
+
+    async with sessions() as s:
+        concurrent = s.get_bind().dialect.name == "postgresql"
+        if not concurrent:
+            done = [await run(s, queries) for queries in groups]
+    if concurrent:
+        done = await asyncio.gather(*map(alone, groups))
+    [by_place], [by_area], [pushes, asked_rows, answered, followed] = done
+    out = Flows()
+    for _, institution, n in by_place:
+        out.add(institution, "readers", n)
+    for county, _, n in by_area:
+        if county is not None:
+            out.readers_by_county[county] = n
+        else:
+            out.readers_city = n
+    for _, institution, kind, n in pushes:
+        out.add(institution, PUSH_KEYS[kind - 1], n)
+    for institution, n in asked_rows:
+        out.add(institution, "questions", n)
+    for institution, asked_at, replied_at in answered:
+        out.add(institution, "answered", 1)
+        out.waits.append((institution, (replied_at - asked_at).total_seconds() / 3600))
+    for institution, n in followed:
         out.add(institution, "qr_follows", n)
     return out

@@ -113,16 +113,21 @@ def upgrade() -> None:
     op.create_index("ix_archives_id_place", "archives", ["id"], postgresql_include=["county_code", "institution_code"])
     op.create_table(
         "reader_days",
-        sa.Column("day", sa.Date(), nullable=False),
         sa.Column("institution_code", sa.String(length=32), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
         sa.Column("identity_id", sa.Integer(), nullable=False),
         sa.Column("county_code", sa.String(length=6), nullable=False),
         sa.ForeignKeyConstraint(
             ["identity_id"], ["identities.id"], name=op.f("fk_reader_days_identity_id_identities"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("day", "institution_code", "identity_id", name=op.f("pk_reader_days")),
+        sa.PrimaryKeyConstraint("institution_code", "day", "identity_id", name=op.f("pk_reader_days")),
     )
-    op.create_index("ix_reader_days_county_code_day", "reader_days", ["county_code", "day"])
+    op.create_index(
+        "ix_reader_days_county_code_day",
+        "reader_days",
+        ["county_code", "day"],
+        postgresql_include=["institution_code", "identity_id"],
+    )
 
 
 def downgrade() -> None:
