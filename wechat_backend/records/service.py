@@ -31,7 +31,7 @@ from ..binding.person import PERSON_IDS
 from ..clock import Clock
 from ..config import PrivacySettings
 from ..crypto import KeyRing
-from ..db.models import Archive, AuditEvent, Binding, Institution, ServiceRecord, utcnow
+from ..db.models import Archive, AuditEvent, Binding, Institution, ServiceRecord
 from ..errors import BadInput, NotFound, NotOpen
 from ..privacy import redact_payload
 from ..stats.readers import note_read
@@ -339,7 +339,7 @@ class RecordsService:
     ) -> None:
         """The read's audit row and, for the statistics' readers, the identity's reader day."""
         row = opened.row
-        await note_read(s, caller.identity_id, row.county_code, row.institution_code, utcnow())
+        await note_read(s, caller.identity_id, row.county_code, row.institution_code, self._clock.now())
         audit.record(
             s,
             actor_type="identity",
