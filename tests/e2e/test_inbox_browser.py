@@ -164,7 +164,7 @@ async def test_a_resident_asks_from_the_archive_and_reads_the_answer_on_a_small_
             done = await staff.post(
                 f"{base}/staff/inbox/{public_id}", data={"_xsrf": xsrf, "reply": "可以，周末上午来卫生院。"}
             )
-            assert form.status_code == 200 and done.status_code == 302, done.text
+            assert form.status_code == 200 and done.status_code == 303, done.text
 
         await page.goto(base + "/r/feedback")
         await expect(page.locator('[data-test="feedback-item"]')).to_have_attribute("data-status", "answered")
