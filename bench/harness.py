@@ -165,6 +165,22 @@ async def next_tick(due: float, every: float) -> float:
     return loop.time()
 
 
+async def serve_real(settings: Any, profile_path: str = "") -> None:
+    """``wechat-backend serve`` in a bench's server child: the services built from ``settings``,
+    the real application on a fresh loopback port until SIGTERM, then closed and announced."""
+    from tornado.netutil import bind_sockets
+
+    from wechat_backend.services import build_services
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    services = await build_services(settings)
+    try:
+        await serve_app(services, sockets, None, profile_path)
+    finally:
+        await services.close()
+    announce({"stopped": True})
+
+
 async def serve_app(services: Services, sockets: list[Any], redis_pid: int | None, profile_path: str = "") -> None:
     """The real application on ``sockets``, as ``wechat-backend serve`` runs it (heap settled, the
     body cap as max_body_size), until SIGTERM; then drain and close, as ``serve`` does."""

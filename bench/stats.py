@@ -536,20 +536,11 @@ def child_main(config_path: str) -> int:
 
 
 async def _serve(cfg: dict[str, Any]) -> None:
-    from tornado.netutil import bind_sockets
-
-    from wechat_backend.services import build_services
-
+    """The real server, as ``wechat-backend serve`` runs it."""
     settings = bench_settings(
         Path(cfg["data_dir"]), cfg["db_url"], redis_url=cfg["redis_url"], key_prefix=cfg["key_prefix"]
     )
-    sockets = bind_sockets(0, "127.0.0.1")
-    services = await build_services(settings)
-    try:
-        await harness.serve_app(services, sockets, None)
-    finally:
-        await services.close()
-    harness.announce({"stopped": True})
+    await harness.serve_real(settings)
 
 
 # --------------------------------------------------------------------------- the client
